@@ -1,0 +1,530 @@
+//! The client's state machine.
+//!
+//! [`ClientSession`] reads the greeting, negotiates capabilities, assigns ids, queues commands
+//! (at most eight in-band commands in flight once `oob` is on, as the specification asks), and
+//! routes what the server sends: events to [`ClientEvent::Event`], replies to the call that
+//! sent the command, and everything it cannot route to [`ClientEvent::Dropped`], counted in
+//! [`ClientStats`]. It does no IO: feed it bytes with [`ClientSession::handle_input`], take
+//! bytes to write from [`ClientSession::poll_transmit`], and take what happened from
+//! [`ClientSession::poll_event`].
+//!
+//! ```
+//! use qmpkit_proto::{ClientConfig, ClientEvent, ClientSession, Command};
+//!
+//! let mut session: ClientSession<&str> = ClientSession::new(ClientConfig::default());
+//! session.handle_input(b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, \"package\": \"\"}, \"capabilities\": [\"oob\"]}}\r\n");
+//! assert!(matches!(session.poll_event(), Some(ClientEvent::Greeting(_))));
+//! // The session negotiates by itself: the first bytes to write are `qmp_capabilities`.
+//! let negotiate = session.poll_transmit().unwrap();
+//! assert!(negotiate.bytes.starts_with(b"{\"execute\":\"qmp_capabilities\""));
+//! session.handle_input(b"{\"return\": {}, \"id\": \"__qmpkit-negotiate\"}\r\n");
+//! assert!(matches!(session.poll_event(), Some(ClientEvent::Ready)));
+//!
+//! let id = session.send(Command::new("query-status"), "my call").unwrap();
+//! let out = session.poll_transmit().unwrap();
+//! assert_eq!(out.bytes, b"{\"execute\":\"query-status\",\"id\":0}\n");
+//! session.handle_input(b"{\"return\": {\"status\": \"running\", \"running\": true}, \"id\": 0}\r\n");
+//! match session.poll_event() {
+//!     Some(ClientEvent::Reply { data, response, .. }) => {
+//!         assert_eq!((data, response.id), ("my call", Some(id)));
+//!     }
+//!     other => panic!("{other:?}"),
+//! }
+//! ```
+
+use std::collections::VecDeque;
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, MisuseError, ProtocolError};
+use crate::framer::{Framer, Limits, Mode};
+use crate::id::Id;
+use crate::message::{Capability, Command, Event, ExecKind, Greeting, QmpError, Response, ServerMessage};
+use crate::pending::Pending;
+
+/// The id the session gives its own `qmp_capabilities` command.
+pub const NEGOTIATION_ID: &str = "__qmpkit-negotiate";
+
+/// The in-band commands a client keeps in flight once `oob` is on: QEMU stops reading at
+/// eight queued in-band requests, and an `exec-oob` command behind them would not be read.
+pub const OOB_IN_BAND_LIMIT: usize = 8;
+
+/// How a connection starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Handshake {
+    /// Read the greeting, then negotiate with `qmp_capabilities` (QEMU since 2010).
+    #[default]
+    Negotiate,
+    /// Read the greeting and send commands at once (the December 2009 dialect).
+    GreetingOnly,
+    /// Expect no greeting and send commands at once (the guest agent).
+    None,
+}
+
+/// How a [`ClientSession`] behaves.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// How the connection starts.
+    pub handshake: Handshake,
+    /// Whether to enable `oob` when the server offers it.
+    pub enable_oob: bool,
+    /// Limits on what the server may send.
+    pub limits: Limits,
+    /// The most in-band commands in flight once `oob` is on.
+    pub in_band_limit: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            handshake: Handshake::Negotiate,
+            enable_oob: true,
+            limits: Limits::default(),
+            in_band_limit: OOB_IN_BAND_LIMIT,
+        }
+    }
+}
+
+/// Where a [`ClientSession`] is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientState {
+    /// Waiting for the server's greeting.
+    AwaitingGreeting,
+    /// `qmp_capabilities` is sent or queued; waiting for its reply.
+    Negotiating,
+    /// Commands flow.
+    Ready,
+    /// The session ended; every later call fails.
+    Closed,
+}
+
+impl ClientState {
+    fn name(self) -> &'static str {
+        match self {
+            ClientState::AwaitingGreeting => "awaiting the greeting",
+            ClientState::Negotiating => "negotiating",
+            ClientState::Ready => "ready",
+            ClientState::Closed => "closed",
+        }
+    }
+}
+
+/// What the session saw.
+#[derive(Debug)]
+pub enum ClientEvent<T> {
+    /// The server's greeting arrived.
+    Greeting(Greeting),
+    /// Negotiation is over (or was not needed); commands flow.
+    Ready,
+    /// A reply to a command sent with [`ClientSession::send`].
+    Reply {
+        /// What the caller stored with the command.
+        data: T,
+        /// The command's name.
+        name: String,
+        /// The reply.
+        response: Response,
+    },
+    /// An asynchronous event.
+    Event(Event),
+    /// Something arrived that could not be routed; the session carries on.
+    Dropped(Dropped),
+    /// The session failed and is now closed; fail every pending call with this error and
+    /// take them with [`ClientSession::drain`].
+    Closed(Error),
+}
+
+/// A message the session could not route. The specification tells clients to drop these; the
+/// session reports them so that callers can log them, and counts them in [`ClientStats`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dropped {
+    /// A response whose id matches no pending call (its caller may have given up).
+    UnknownId(Response),
+    /// An error without id while no command without id was pending: the server could not
+    /// parse something it was sent. One bad input can cause many of these.
+    ServerParseError(QmpError),
+    /// A frame that was not valid JSON or not a QMP message.
+    Malformed(ProtocolError),
+}
+
+/// Counts of what the session dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Responses with an id nobody waits for.
+    pub unknown_ids: u64,
+    /// Id-less errors that answered no pending command.
+    pub server_parse_errors: u64,
+    /// Frames that were not valid JSON or not QMP.
+    pub malformed: u64,
+    /// Events received.
+    pub events: u64,
+}
+
+/// Bytes for the transport to write, one command's worth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The command's id, when it has one; the transport uses it to find file descriptors
+    /// that must travel with these bytes.
+    pub id: Option<Id>,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Entry<T> {
+    data: T,
+    name: String,
+    in_band: bool,
+}
+
+/// The client side of one QMP connection, without IO.
+#[derive(Debug)]
+pub struct ClientSession<T> {
+    config: ClientConfig,
+    state: ClientState,
+    framer: Framer,
+    greeting: Option<Greeting>,
+    oob: bool,
+    pending: Pending<Entry<T>>,
+    /// In-band commands waiting for the session to be ready or for room under the limit.
+    in_band_queue: VecDeque<Transmit>,
+    /// Out-of-band commands and the negotiation command, sent before anything queued.
+    urgent: VecDeque<Transmit>,
+    in_band_in_flight: usize,
+    next_id: u64,
+    stats: ClientStats,
+    /// A `Ready` event owed to the caller after the greeting event of a greeting-only handshake.
+    ready_owed: bool,
+}
+
+impl<T> ClientSession<T> {
+    /// A session that has not seen any bytes yet.
+    #[must_use]
+    pub fn new(config: ClientConfig) -> Self {
+        let framer = Framer::new(Mode::Client, config.limits);
+        let state = match config.handshake {
+            Handshake::None => ClientState::Ready,
+            _ => ClientState::AwaitingGreeting,
+        };
+        ClientSession {
+            config,
+            state,
+            framer,
+            greeting: None,
+            oob: false,
+            pending: Pending::new(),
+            in_band_queue: VecDeque::new(),
+            urgent: VecDeque::new(),
+            in_band_in_flight: 0,
+            next_id: 0,
+            stats: ClientStats::default(),
+            ready_owed: false,
+        }
+    }
+
+    /// Where the session is.
+    #[must_use]
+    pub fn state(&self) -> ClientState {
+        self.state
+    }
+
+    /// The greeting, once it arrived.
+    #[must_use]
+    pub fn greeting(&self) -> Option<&Greeting> {
+        self.greeting.as_ref()
+    }
+
+    /// Whether `oob` was negotiated.
+    #[must_use]
+    pub fn oob_enabled(&self) -> bool {
+        self.oob
+    }
+
+    /// Counts of what was dropped.
+    #[must_use]
+    pub fn stats(&self) -> ClientStats {
+        self.stats
+    }
+
+    /// The number of commands sent or queued and not yet answered.
+    #[must_use]
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Queues a command and returns its id. Without an id the session assigns the next free
+    /// integer; a caller-chosen id (any JSON value) is used as given.
+    ///
+    /// Commands sent before the session is ready wait until negotiation is over. Once `oob`
+    /// is on, in-band commands beyond [`ClientConfig::in_band_limit`] wait in the session
+    /// rather than fail.
+    ///
+    /// # Errors
+    /// The caller's `data` comes back with [`MisuseError::Closed`] after the session ended,
+    /// [`MisuseError::OobNotNegotiated`] for `exec-oob` without `oob` (checked once the
+    /// session is ready; before that, out-of-band commands cannot be judged and are refused the
+    /// same way), and [`MisuseError::IdInUse`] when the id is pending already.
+    pub fn send(&mut self, mut command: Command, data: T) -> Result<Id, (MisuseError, T)> {
+        if self.state == ClientState::Closed {
+            return Err((MisuseError::Closed, data));
+        }
+        let in_band = command.kind == ExecKind::Execute;
+        if !in_band && !self.oob {
+            return Err((MisuseError::OobNotNegotiated, data));
+        }
+        let id = match command.id.take() {
+            Some(id) => {
+                if self.pending.contains(&id) || id.as_value().as_str() == Some(NEGOTIATION_ID) {
+                    return Err((MisuseError::IdInUse(id), data));
+                }
+                id
+            }
+            None => self.fresh_id(),
+        };
+        command.id = Some(id.clone());
+        let mut bytes = Vec::new();
+        command.encode(&mut bytes);
+        let entry = Entry { data, name: command.name, in_band };
+        if let Err(entry) = self.pending.insert(id.clone(), entry) {
+            return Err((MisuseError::IdInUse(id), entry.data));
+        }
+        let transmit = Transmit { id: Some(id.clone()), bytes };
+        if in_band {
+            self.in_band_queue.push_back(transmit);
+        } else {
+            self.urgent.push_back(transmit);
+        }
+        Ok(id)
+    }
+
+    /// Queues a command sent without an id; its reply is the next id-less response. Only
+    /// useful for peers that answer strictly in order (no `oob`).
+    ///
+    /// # Errors
+    /// [`MisuseError::Closed`] after the session ended, and [`MisuseError::OobNeedsId`] for
+    /// an out-of-band command, whose reply could not be matched.
+    pub fn send_without_id(&mut self, mut command: Command, data: T) -> Result<(), (MisuseError, T)> {
+        if self.state == ClientState::Closed {
+            return Err((MisuseError::Closed, data));
+        }
+        if command.kind == ExecKind::ExecOob {
+            return Err((MisuseError::OobNeedsId, data));
+        }
+        command.id = None;
+        let mut bytes = Vec::new();
+        command.encode(&mut bytes);
+        self.pending.push_anonymous(Entry { data, name: command.name, in_band: true });
+        self.in_band_queue.push_back(Transmit { id: None, bytes });
+        Ok(())
+    }
+
+    /// Forgets the call with this id because its caller gave up (a timeout, a dropped
+    /// future). A command not yet written is not written at all; a late reply to one already
+    /// written is dropped and counted as an unknown id.
+    pub fn cancel(&mut self, id: &Id) -> Option<T> {
+        let entry = self.pending.complete(id)?;
+        let before = self.in_band_queue.len() + self.urgent.len();
+        self.in_band_queue.retain(|t| t.id.as_ref() != Some(id));
+        self.urgent.retain(|t| t.id.as_ref() != Some(id));
+        let unsent = before != self.in_band_queue.len() + self.urgent.len();
+        if entry.in_band && !unsent {
+            // It was written and counts against the limit until the server answers. Its slot
+            // is given back now; at worst one more command than the limit is in flight, which
+            // QEMU answers anyway because it only stops reading, never drops.
+            self.in_band_in_flight = self.in_band_in_flight.saturating_sub(1);
+        }
+        Some(entry.data)
+    }
+
+    /// The next bytes to write, if any may be written now.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if self.state == ClientState::Closed {
+            return None;
+        }
+        if let Some(t) = self.urgent.pop_front() {
+            return Some(t);
+        }
+        if self.state != ClientState::Ready {
+            return None;
+        }
+        if self.oob && self.in_band_in_flight >= self.config.in_band_limit {
+            return None;
+        }
+        let t = self.in_band_queue.pop_front()?;
+        self.in_band_in_flight += 1;
+        Some(t)
+    }
+
+    /// Takes bytes read from the server.
+    pub fn handle_input(&mut self, bytes: &[u8]) {
+        if self.state != ClientState::Closed {
+            self.framer.push(bytes);
+        }
+    }
+
+    /// Tells the session that the server closed the connection. Returns the error to give
+    /// the pending calls, which [`ClientSession::drain`] then hands back.
+    pub fn handle_eof(&mut self) -> Error {
+        let error = if self.framer.is_mid_message() {
+            Error::Protocol(ProtocolError::TruncatedMessage)
+        } else {
+            Error::Protocol(ProtocolError::UnexpectedMessage {
+                state: self.state.name(),
+                got: "end of stream".to_owned(),
+            })
+        };
+        self.state = ClientState::Closed;
+        error
+    }
+
+    /// Closes the session and hands back what every pending or queued call stored, so the
+    /// caller can fail them.
+    pub fn drain(&mut self) -> Vec<T> {
+        self.state = ClientState::Closed;
+        self.in_band_queue.clear();
+        self.urgent.clear();
+        self.pending.drain().into_iter().map(|e| e.data).collect()
+    }
+
+    /// Processes buffered input until something happened, and returns it.
+    pub fn poll_event(&mut self) -> Option<ClientEvent<T>> {
+        if self.ready_owed {
+            self.ready_owed = false;
+            return Some(ClientEvent::Ready);
+        }
+        while self.state != ClientState::Closed {
+            let frame = match self.framer.next_frame()? {
+                Ok(frame) => frame,
+                Err(err) => match Error::from(err) {
+                    // A limit means a message was lost, and with it perhaps a reply somebody
+                    // waits for: the connection cannot be trusted any more.
+                    Error::Limit(limit) => return Some(self.fail(Error::Limit(limit))),
+                    Error::Protocol(e) => {
+                        self.stats.malformed += 1;
+                        return Some(ClientEvent::Dropped(Dropped::Malformed(e)));
+                    }
+                    other => return Some(self.fail(other)),
+                },
+            };
+            let message = match ServerMessage::decode(frame.as_bytes()) {
+                Ok(message) => message,
+                Err(e) => {
+                    self.stats.malformed += 1;
+                    return Some(ClientEvent::Dropped(Dropped::Malformed(e)));
+                }
+            };
+            if let Some(event) = self.route(message) {
+                return Some(event);
+            }
+        }
+        None
+    }
+
+    fn fail(&mut self, error: Error) -> ClientEvent<T> {
+        self.state = ClientState::Closed;
+        ClientEvent::Closed(error)
+    }
+
+    fn fresh_id(&mut self) -> Id {
+        loop {
+            let id = Id::from_counter(self.next_id);
+            self.next_id = self.next_id.wrapping_add(1);
+            if !self.pending.contains(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn route(&mut self, message: ServerMessage) -> Option<ClientEvent<T>> {
+        match message {
+            ServerMessage::Event(event) => {
+                self.stats.events += 1;
+                Some(ClientEvent::Event(event))
+            }
+            ServerMessage::Greeting(greeting) => {
+                if self.state != ClientState::AwaitingGreeting {
+                    self.stats.malformed += 1;
+                    let got = greeting.to_value().to_string();
+                    return Some(ClientEvent::Dropped(Dropped::Malformed(ProtocolError::UnexpectedMessage {
+                        state: self.state.name(),
+                        got,
+                    })));
+                }
+                if self.config.handshake == Handshake::Negotiate {
+                    self.queue_negotiation(&greeting);
+                    self.state = ClientState::Negotiating;
+                } else {
+                    self.state = ClientState::Ready;
+                    self.ready_owed = true;
+                }
+                self.greeting = Some(greeting.clone());
+                Some(ClientEvent::Greeting(greeting))
+            }
+            ServerMessage::Response(response) => self.route_response(response),
+        }
+    }
+
+    fn queue_negotiation(&mut self, greeting: &Greeting) {
+        let mut command = Command::new("qmp_capabilities").with_id(NEGOTIATION_ID);
+        if self.config.enable_oob && greeting.offers(&Capability::Oob) {
+            let mut arguments = Map::new();
+            arguments.insert("enable".into(), Value::Array(vec![Value::from("oob")]));
+            command = command.with_arguments(arguments);
+        }
+        let mut bytes = Vec::new();
+        command.encode(&mut bytes);
+        self.urgent.push_back(Transmit { id: command.id, bytes });
+    }
+
+    fn route_response(&mut self, response: Response) -> Option<ClientEvent<T>> {
+        if self.state == ClientState::AwaitingGreeting {
+            let got = response.to_value().to_string();
+            return Some(self.fail(Error::Protocol(ProtocolError::UnexpectedMessage {
+                state: ClientState::AwaitingGreeting.name(),
+                got,
+            })));
+        }
+        let Some(id) = &response.id else {
+            if let Some(entry) = self.pending.complete_anonymous() {
+                self.in_band_in_flight = self.in_band_in_flight.saturating_sub(1);
+                return Some(ClientEvent::Reply { data: entry.data, name: entry.name, response });
+            }
+            return match response.result {
+                Err(error) => {
+                    self.stats.server_parse_errors += 1;
+                    Some(ClientEvent::Dropped(Dropped::ServerParseError(error)))
+                }
+                Ok(_) => {
+                    self.stats.unknown_ids += 1;
+                    Some(ClientEvent::Dropped(Dropped::UnknownId(response)))
+                }
+            };
+        };
+        if self.state == ClientState::Negotiating && id.as_value().as_str() == Some(NEGOTIATION_ID) {
+            return match response.result {
+                Ok(_) => {
+                    self.oob =
+                        self.greeting.as_ref().is_some_and(|g| self.config.enable_oob && g.offers(&Capability::Oob));
+                    self.state = ClientState::Ready;
+                    Some(ClientEvent::Ready)
+                }
+                Err(error) => Some(self.fail(Error::Protocol(ProtocolError::Negotiation(error)))),
+            };
+        }
+        match self.pending.complete(id) {
+            Some(entry) => {
+                if entry.in_band {
+                    self.in_band_in_flight = self.in_band_in_flight.saturating_sub(1);
+                }
+                Some(ClientEvent::Reply { data: entry.data, name: entry.name, response })
+            }
+            None => {
+                self.stats.unknown_ids += 1;
+                Some(ClientEvent::Dropped(Dropped::UnknownId(response)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

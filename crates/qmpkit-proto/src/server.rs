@@ -1,0 +1,505 @@
+//! The server's state machine.
+//!
+//! [`ServerSession`] speaks QMP as QEMU's monitor does: it writes the greeting, gates every
+//! command behind capability negotiation, checks the request envelope, echoes ids, and answers
+//! malformed input, all with QEMU's exact texts. It decides what each request is and never runs
+//! a command: it hands the caller [`Input::Execute`] (in-band, to run in order) or
+//! [`Input::ExecuteOob`] (to run at once), or answers by itself with [`Input::Reply`].
+//! `qmp_capabilities` is the one command it runs itself, because it changes the session.
+//!
+//! ```
+//! use qmpkit_proto::server::{CommandInfo, Input, ServerConfig, ServerSession};
+//! use std::collections::HashMap;
+//!
+//! let commands: HashMap<String, CommandInfo> =
+//!     [("query-status".to_string(), CommandInfo::default())].into_iter().collect();
+//! let mut session = ServerSession::new(ServerConfig::default());
+//! let greeting = session.greeting();
+//! assert!(greeting.starts_with(b"{\"QMP\": {\"version\": "));
+//!
+//! session.handle_input(b"{\"execute\": \"query-status\", \"id\": 1}");
+//! let Some(Input::Reply { bytes, .. }) = session.poll_input(&commands) else { panic!() };
+//! assert_eq!(bytes, b"{\"id\": 1, \"error\": {\"class\": \"CommandNotFound\", \"desc\": \"Expecting capabilities negotiation with 'qmp_capabilities'\"}}\r\n");
+//!
+//! session.handle_input(b"{\"execute\": \"qmp_capabilities\"}{\"execute\": \"query-status\", \"id\": 2}");
+//! let Some(Input::Reply { bytes, .. }) = session.poll_input(&commands) else { panic!() };
+//! assert_eq!(bytes, b"{\"return\": {}}\r\n");
+//! let Some(Input::Execute(request)) = session.poll_input(&commands) else { panic!() };
+//! assert_eq!(request.name, "query-status");
+//! let reply = session.encode_response(request.id.as_ref(), Ok(serde_json::json!({"running": true})));
+//! assert_eq!(reply, b"{\"return\": {\"running\": true}, \"id\": 2}\r\n");
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value, json};
+
+use crate::framer::{Framer, Limits, Mode};
+use crate::id::Id;
+use crate::message::{
+    Capability, ErrorClass, Event, Greeting, QemuVersion, QmpError, Response, ServerMessage, VersionInfo,
+    encode_server_value,
+};
+use crate::qjson;
+
+/// Which generation of QMP the server speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// QMP as QEMU speaks it today.
+    #[default]
+    Modern,
+    /// QMP as QEMU 0.12.50 spoke it in 2010: a string version in the greeting, errors with a
+    /// `data` member and the seed's error classes, no `oob`, ids only on commands that passed
+    /// the envelope checks.
+    Seed2010,
+}
+
+/// How a [`ServerSession`] behaves.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The version in the greeting (and in `query-version`).
+    pub version: VersionInfo,
+    /// Whether to offer the `oob` capability.
+    pub oob: bool,
+    /// Capabilities offered besides `oob`; clients cannot enable them.
+    pub extra_capabilities: Vec<Capability>,
+    /// The protocol generation.
+    pub dialect: Dialect,
+    /// Limits on what clients may send.
+    pub limits: Limits,
+    /// Whether to write QEMU's multi-line `pretty=on` layout.
+    pub pretty: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            version: VersionInfo {
+                qemu: QemuVersion::Triple { major: 10, minor: 0, micro: 2 },
+                package: format!("qmpkit {}", env!("CARGO_PKG_VERSION")),
+            },
+            oob: true,
+            extra_capabilities: Vec::new(),
+            dialect: Dialect::Modern,
+            limits: Limits::default(),
+            pretty: false,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The 2010 dialect as QEMU 0.12.50 spoke it: version `"0.12.50"`, no capabilities.
+    #[must_use]
+    pub fn seed_2010() -> Self {
+        ServerConfig {
+            version: VersionInfo { qemu: QemuVersion::Text("0.12.50".into()), package: String::new() },
+            oob: false,
+            dialect: Dialect::Seed2010,
+            ..ServerConfig::default()
+        }
+    }
+}
+
+/// What the session needs to know about a command to judge a request for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommandInfo {
+    /// Whether the command may run out-of-band (`allow-oob` in the schema).
+    pub allow_oob: bool,
+}
+
+/// The set of commands a server has, as the session sees it.
+pub trait Commands {
+    /// The command with this name, when there is one.
+    fn lookup(&self, name: &str) -> Option<CommandInfo>;
+}
+
+impl Commands for HashMap<String, CommandInfo> {
+    fn lookup(&self, name: &str) -> Option<CommandInfo> {
+        self.get(name).copied()
+    }
+}
+
+impl Commands for BTreeMap<String, CommandInfo> {
+    fn lookup(&self, name: &str) -> Option<CommandInfo> {
+        self.get(name).copied()
+    }
+}
+
+impl<F: Fn(&str) -> Option<CommandInfo>> Commands for F {
+    fn lookup(&self, name: &str) -> Option<CommandInfo> {
+        self(name)
+    }
+}
+
+/// A request that passed every check the session makes, for the caller to run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    /// The id to echo in the response.
+    pub id: Option<Id>,
+    /// The command's name.
+    pub name: String,
+    /// Its arguments (`{}` when the request had none).
+    pub arguments: Map<String, Value>,
+    /// Whether it came as `exec-oob`.
+    pub oob: bool,
+}
+
+/// What the session made of the input.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// An in-band command to run after the in-band commands before it.
+    Execute(Request),
+    /// An out-of-band command to run at once.
+    ExecuteOob(Request),
+    /// A reply the session wrote by itself (to malformed input, a refused request, or
+    /// `qmp_capabilities`). An in-band reply takes its place in the order of in-band replies,
+    /// as QEMU queues parse errors like requests; an out-of-band one goes out at once.
+    Reply {
+        /// The bytes to write.
+        bytes: Vec<u8>,
+        /// Whether it keeps its place among in-band replies.
+        in_band: bool,
+    },
+}
+
+/// Why the session refused a request; rendered per dialect.
+#[derive(Debug)]
+enum Refusal {
+    Parse(String),
+    NotObject,
+    MemberNotString(String),
+    Clash(String, String),
+    ArgumentsNotObject,
+    Unexpected(String),
+    LacksExecute,
+    NotFound(String),
+    NeedsNegotiation(String),
+    AlreadyNegotiated,
+    CapabilityNotAvailable(Vec<String>),
+    NoOob(String),
+    Argument(String),
+}
+
+impl Refusal {
+    fn render(self, dialect: Dialect) -> QmpError {
+        match dialect {
+            Dialect::Modern => self.modern(),
+            Dialect::Seed2010 => self.seed(),
+        }
+    }
+
+    fn modern(self) -> QmpError {
+        match self {
+            Refusal::Parse(text) => QmpError::generic(text),
+            Refusal::NotObject => QmpError::generic("QMP input must be a JSON object"),
+            Refusal::MemberNotString(m) => QmpError::generic(format!("QMP input member '{m}' must be a string")),
+            Refusal::Clash(a, b) => QmpError::generic(format!("QMP input member '{a}' clashes with '{b}'")),
+            Refusal::ArgumentsNotObject => QmpError::generic("QMP input member 'arguments' must be an object"),
+            Refusal::Unexpected(m) => QmpError::generic(format!("QMP input member '{m}' is unexpected")),
+            Refusal::LacksExecute => QmpError::generic("QMP input lacks member 'execute'"),
+            Refusal::NotFound(name) => QmpError::command_not_found(format!("The command {name} has not been found")),
+            Refusal::NeedsNegotiation(_) => {
+                QmpError::command_not_found("Expecting capabilities negotiation with 'qmp_capabilities'")
+            }
+            Refusal::AlreadyNegotiated => {
+                QmpError::command_not_found("Capabilities negotiation is already complete, command ignored")
+            }
+            Refusal::CapabilityNotAvailable(caps) => {
+                QmpError::generic(format!("Capability {} not available", caps.join(", ")))
+            }
+            Refusal::NoOob(name) => QmpError::generic(format!("The command {name} does not support OOB")),
+            Refusal::Argument(text) => QmpError::generic(text),
+        }
+    }
+
+    /// The 2010 rendering: the seed's classes, with `data` always present.
+    fn seed(self) -> QmpError {
+        let seed = |class: &str, desc: String, data: Value| QmpError {
+            class: ErrorClass::from_name(class),
+            desc,
+            data: Some(data),
+        };
+        match self {
+            Refusal::Parse(_) => seed("JSONParsing", "Invalid JSON syntax".into(), json!({})),
+            Refusal::NotObject => {
+                seed("QMPBadInputObject", "Expected 'object' in QMP input".into(), json!({"expected": "object"}))
+            }
+            Refusal::LacksExecute => {
+                seed("QMPBadInputObject", "Expected 'execute' in QMP input".into(), json!({"expected": "execute"}))
+            }
+            Refusal::MemberNotString(m) => seed(
+                "QMPBadInputObjectMember",
+                format!("QMP input object member '{m}' expects 'string'"),
+                json!({"member": m, "expected": "string"}),
+            ),
+            Refusal::ArgumentsNotObject => seed(
+                "QMPBadInputObjectMember",
+                "QMP input object member 'arguments' expects 'object'".into(),
+                json!({"member": "arguments", "expected": "object"}),
+            ),
+            Refusal::Unexpected(m) | Refusal::Clash(m, _) => seed(
+                "QMPExtraInputObjectMember",
+                format!("QMP input object member '{m}' is unexpected"),
+                json!({"member": m}),
+            ),
+            Refusal::NotFound(name) | Refusal::NeedsNegotiation(name) | Refusal::NoOob(name) => {
+                seed("CommandNotFound", format!("The command {name} has not been found"), json!({"name": name}))
+            }
+            Refusal::AlreadyNegotiated => seed(
+                "CommandNotFound",
+                "The command qmp_capabilities has not been found".into(),
+                json!({"name": "qmp_capabilities"}),
+            ),
+            Refusal::CapabilityNotAvailable(_) | Refusal::Argument(_) => {
+                seed("InvalidParameter", "Invalid parameter 'enable'".into(), json!({"name": "enable"}))
+            }
+        }
+    }
+}
+
+/// The server side of one QMP connection, without IO.
+#[derive(Debug)]
+pub struct ServerSession {
+    config: ServerConfig,
+    framer: Framer,
+    negotiated: bool,
+    oob: bool,
+}
+
+impl ServerSession {
+    /// A session for a connection that just opened.
+    #[must_use]
+    pub fn new(config: ServerConfig) -> Self {
+        let framer = Framer::new(Mode::Server, config.limits);
+        ServerSession { config, framer, negotiated: false, oob: false }
+    }
+
+    /// The session's configuration.
+    #[must_use]
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// The greeting message.
+    #[must_use]
+    pub fn greeting_message(&self) -> Greeting {
+        let mut capabilities = Vec::new();
+        if self.config.oob && self.config.dialect == Dialect::Modern {
+            capabilities.push(Capability::Oob);
+        }
+        capabilities.extend(self.config.extra_capabilities.iter().cloned());
+        Greeting { version: Some(self.config.version.clone()), capabilities }
+    }
+
+    /// The greeting's bytes, to write as soon as the connection opens.
+    #[must_use]
+    pub fn greeting(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        ServerMessage::Greeting(self.greeting_message()).encode_server(self.config.pretty, &mut out);
+        out
+    }
+
+    /// Whether `qmp_capabilities` succeeded; until then events are not delivered.
+    #[must_use]
+    pub fn is_negotiated(&self) -> bool {
+        self.negotiated
+    }
+
+    /// Whether the client enabled `oob`.
+    #[must_use]
+    pub fn oob_enabled(&self) -> bool {
+        self.oob
+    }
+
+    /// Whether a request has started arriving and is not complete.
+    #[must_use]
+    pub fn is_mid_message(&self) -> bool {
+        self.framer.is_mid_message()
+    }
+
+    /// Takes bytes read from the client.
+    pub fn handle_input(&mut self, bytes: &[u8]) {
+        self.framer.push(bytes);
+    }
+
+    /// Processes buffered input until a request or a reply is ready, and returns it.
+    pub fn poll_input(&mut self, commands: &impl Commands) -> Option<Input> {
+        loop {
+            let frame = match self.framer.next_frame()? {
+                Ok(frame) => frame,
+                Err(err) => return Some(self.reply_in_band(None, Refusal::Parse(err.to_string()))),
+            };
+            let value = match qjson::parse_input(frame.as_bytes()) {
+                Ok(value) => value,
+                Err(text) => return Some(self.reply_in_band(None, Refusal::Parse(text))),
+            };
+            if let Some(input) = self.judge(value, commands) {
+                return Some(input);
+            }
+        }
+    }
+
+    /// Encodes the response to a request, echoing its id.
+    #[must_use]
+    pub fn encode_response(&self, id: Option<&Id>, result: Result<Value, QmpError>) -> Vec<u8> {
+        let result = result.map_err(|mut error| {
+            if self.config.dialect == Dialect::Seed2010 && error.data.is_none() {
+                error.data = Some(json!({}));
+            }
+            error
+        });
+        let mut out = Vec::new();
+        ServerMessage::Response(Response { id: id.cloned(), result }).encode_server(self.config.pretty, &mut out);
+        out
+    }
+
+    /// Encodes an event for this connection, or `None` while it is still negotiating, when
+    /// QEMU drops events rather than queue them.
+    #[must_use]
+    pub fn encode_event(&self, event: &Event) -> Option<Vec<u8>> {
+        if !self.negotiated {
+            return None;
+        }
+        let mut out = Vec::new();
+        ServerMessage::Event(event.clone()).encode_server(self.config.pretty, &mut out);
+        Some(out)
+    }
+
+    /// Encodes any value as this server writes messages, for callers that build their own.
+    #[must_use]
+    pub fn encode_value(&self, value: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_server_value(value, self.config.pretty, &mut out);
+        out
+    }
+
+    fn reply_in_band(&self, id: Option<Id>, refusal: Refusal) -> Input {
+        let bytes = self.encode_response(id.as_ref(), Err(refusal.render(self.config.dialect)));
+        Input::Reply { bytes, in_band: true }
+    }
+
+    fn judge(&mut self, value: Value, commands: &impl Commands) -> Option<Input> {
+        let Value::Object(mut envelope) = value else {
+            return Some(self.reply_in_band(None, Refusal::NotObject));
+        };
+        let seed = self.config.dialect == Dialect::Seed2010;
+        // QEMU reads the id before it checks anything else and echoes it on every reply to an
+        // object; the seed took it only after the envelope checks.
+        let id = envelope.get("id").cloned().map(Id::new);
+        let checked_id = |ok: bool| if seed && !ok { None } else { id.clone() };
+        // A request "looks out-of-band" when it has `exec-oob` and no `execute`; QEMU
+        // dispatches those at once, ahead of the queue, even to refuse them.
+        let looks_oob = !seed && envelope.contains_key("exec-oob") && !envelope.contains_key("execute");
+        let refuse = |session: &Self, id: Option<Id>, refusal: Refusal| {
+            let bytes = session.encode_response(id.as_ref(), Err(refusal.render(session.config.dialect)));
+            Some(Input::Reply { bytes, in_band: !looks_oob })
+        };
+        if let Err(refusal) = self.check_envelope(&envelope) {
+            return refuse(self, checked_id(false), refusal);
+        }
+        let (name, oob) = match envelope.remove("execute") {
+            Some(Value::String(name)) => (name, false),
+            _ => match envelope.remove("exec-oob") {
+                Some(Value::String(name)) => (name, true),
+                _ => return refuse(self, checked_id(false), Refusal::LacksExecute),
+            },
+        };
+        let arguments = match envelope.remove("arguments") {
+            Some(Value::Object(arguments)) => arguments,
+            _ => Map::new(),
+        };
+        if name == "qmp_capabilities" {
+            return Some(self.negotiate(id, &arguments, looks_oob));
+        }
+        if !self.negotiated {
+            return refuse(self, id, Refusal::NeedsNegotiation(name));
+        }
+        let Some(info) = commands.lookup(&name) else {
+            return refuse(self, id, Refusal::NotFound(name));
+        };
+        if oob && !info.allow_oob {
+            return refuse(self, id, Refusal::NoOob(name));
+        }
+        let request = Request { id, name, arguments, oob };
+        Some(if oob { Input::ExecuteOob(request) } else { Input::Execute(request) })
+    }
+
+    /// QEMU's envelope checks, in member order.
+    fn check_envelope(&self, envelope: &Map<String, Value>) -> Result<(), Refusal> {
+        let mut exec_key: Option<&str> = None;
+        for (key, value) in envelope {
+            match key.as_str() {
+                "execute" | "exec-oob" if key == "execute" || self.oob => {
+                    if !value.is_string() {
+                        return Err(Refusal::MemberNotString(key.clone()));
+                    }
+                    if let Some(first) = exec_key {
+                        return Err(Refusal::Clash(key.clone(), first.to_owned()));
+                    }
+                    exec_key = Some(key);
+                }
+                "arguments" => {
+                    if !value.is_object() {
+                        return Err(Refusal::ArgumentsNotObject);
+                    }
+                }
+                "id" => {}
+                other => return Err(Refusal::Unexpected(other.to_owned())),
+            }
+        }
+        if exec_key.is_none() {
+            return Err(Refusal::LacksExecute);
+        }
+        Ok(())
+    }
+
+    /// Runs `qmp_capabilities`.
+    fn negotiate(&mut self, id: Option<Id>, arguments: &Map<String, Value>, looks_oob: bool) -> Input {
+        let result = if self.negotiated { Err(Refusal::AlreadyNegotiated) } else { self.enable(arguments) };
+        let bytes = match result {
+            Ok(oob) => {
+                self.negotiated = true;
+                self.oob = oob;
+                self.encode_response(id.as_ref(), Ok(json!({})))
+            }
+            Err(refusal) => self.encode_response(id.as_ref(), Err(refusal.render(self.config.dialect))),
+        };
+        Input::Reply { bytes, in_band: !looks_oob }
+    }
+
+    /// Checks `qmp_capabilities`' arguments as QEMU's generated visitor does, and says
+    /// whether `oob` is enabled.
+    fn enable(&self, arguments: &Map<String, Value>) -> Result<bool, Refusal> {
+        let mut oob = false;
+        for (key, value) in arguments {
+            if key != "enable" || self.config.dialect == Dialect::Seed2010 {
+                return Err(Refusal::Argument(format!("Parameter '{key}' is unexpected")));
+            }
+            let Value::Array(items) = value else {
+                return Err(Refusal::Argument("Invalid parameter type for 'enable', expected: array".into()));
+            };
+            let mut unavailable = Vec::new();
+            for item in items {
+                // QEMU names the elements of this list 'null' in its messages.
+                let Value::String(cap) = item else {
+                    return Err(Refusal::Argument("Invalid parameter type for 'null', expected: string".into()));
+                };
+                if cap != "oob" {
+                    return Err(Refusal::Argument(format!("Parameter 'null' does not accept value '{cap}'")));
+                }
+                if self.config.oob {
+                    oob = true;
+                } else {
+                    unavailable.push(cap.clone());
+                }
+            }
+            if !unavailable.is_empty() {
+                return Err(Refusal::CapabilityNotAvailable(unavailable));
+            }
+        }
+        Ok(oob)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,560 @@
+//! The async QMP client.
+//!
+//! A [`Client`] is a cheap, cloneable handle to one connection. Any number of tasks may call it
+//! at once; one driver task owns the connection, assigns ids, writes commands in order, and
+//! hands each reply to its caller and each event to the subscribers.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), qmpkit::Error> {
+//! use qmpkit::{Client, EventFilter};
+//! use serde_json::json;
+//!
+//! let qmp = Client::connect("/run/qemu/qmp.sock").await?;
+//! println!("connected to QEMU {:?}", qmp.greeting().and_then(|g| g.version.as_ref()));
+//!
+//! // Subscribe before the command, so the events it causes cannot be missed.
+//! let mut stops = qmp.subscribe(EventFilter::names(["STOP"]));
+//! qmp.execute("stop", ()).await?;
+//! let stop = stops.next_event().await;
+//!
+//! let status = qmp.query_status().await?;
+//! let reply = qmp.execute("human-monitor-command", json!({"command-line": "info status"})).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Failure
+//! When the server closes the connection, dies or sends something the session cannot recover
+//! from, every pending call fails at once with [`Error::Disconnected`] carrying the reason,
+//! every event stream ends, and later calls fail at once. A call's future may be dropped at
+//! any time (a timeout, `select!`, Ctrl-C): the command is not written if it was still queued,
+//! and a late reply is discarded. Dropping the future does not un-send a command that was
+//! already written.
+
+pub(crate) mod driver;
+pub(crate) mod events;
+mod typed;
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use qmpkit_proto::client::Handshake;
+use qmpkit_proto::{ClientConfig, ClientSession, Command, Event, Greeting, Id, Limits, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use self::driver::{Call, Driver, ToDriver, Writer};
+use self::events::Subscribers;
+pub use self::events::{DEFAULT_EVENT_BUFFER, EventFilter, EventItem, EventStream};
+use crate::error::{Disconnect, Error};
+use crate::transport::{Endpoint, Listener, Stream};
+
+/// How many calls may wait to reach the driver before callers wait to send.
+const CALL_QUEUE: usize = 1024;
+
+/// Configures and opens a [`Client`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct ClientBuilder {
+    handshake: Handshake,
+    enable_oob: bool,
+    limits: Limits,
+    connect_timeout: Option<Duration>,
+    handshake_timeout: Option<Duration>,
+    call_timeout: Option<Duration>,
+    event_buffer: usize,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            handshake: Handshake::Negotiate,
+            enable_oob: true,
+            limits: Limits::default(),
+            connect_timeout: Some(Duration::from_secs(10)),
+            handshake_timeout: Some(Duration::from_secs(10)),
+            call_timeout: None,
+            event_buffer: DEFAULT_EVENT_BUFFER,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// A builder with the defaults: negotiate, enable `oob` when offered, QEMU's limits, 10 s
+    /// to connect and 10 s for the greeting and negotiation, no deadline on calls.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether to enable `oob` when the server offers it (default: yes).
+    pub fn oob(mut self, enable: bool) -> Self {
+        self.enable_oob = enable;
+        self
+    }
+
+    /// Expects no greeting and does not negotiate, for peers such as the guest agent.
+    pub fn no_greeting(mut self) -> Self {
+        self.handshake = Handshake::None;
+        self
+    }
+
+    /// Reads the greeting but does not negotiate, as the December 2009 dialect wants.
+    pub fn no_negotiation(mut self) -> Self {
+        self.handshake = Handshake::GreetingOnly;
+        self
+    }
+
+    /// The deadline for opening the connection.
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The deadline for the greeting and negotiation. A QEMU monitor that already has a client
+    /// accepts a second connection and then stays silent; this deadline is what notices.
+    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// The default deadline of every call; [`CallOptions::timeout`] overrides it per call.
+    pub fn call_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// The largest message accepted from the server (default 64 MiB, QEMU's own limit).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.limits.max_message_bytes = bytes;
+        self
+    }
+
+    /// How many events each subscriber may fall behind before it lags (default 256).
+    pub fn event_buffer(mut self, events: usize) -> Self {
+        self.event_buffer = events.max(1);
+        self
+    }
+
+    /// Connects to a unix socket path or a TCP `host:port`, then reads the greeting and
+    /// negotiates.
+    ///
+    /// # Errors
+    /// [`Error::Connect`] when the connection cannot be opened, [`Error::Timeout`] when it or
+    /// the handshake takes too long, and [`Error::Protocol`] or [`Error::Disconnected`] when
+    /// the handshake fails.
+    pub async fn connect(self, endpoint: impl AsRef<str>) -> Result<Client, Error> {
+        let endpoint: Endpoint = endpoint.as_ref().parse().unwrap_or_else(|never| match never {});
+        self.connect_endpoint(&endpoint).await
+    }
+
+    /// Connects to an [`Endpoint`].
+    ///
+    /// # Errors
+    /// As [`ClientBuilder::connect`].
+    pub async fn connect_endpoint(self, endpoint: &Endpoint) -> Result<Client, Error> {
+        let connecting = Stream::connect(endpoint);
+        let stream = with_deadline(self.connect_timeout, "connect", connecting)
+            .await?
+            .map_err(|e| Error::Connect { endpoint: endpoint.to_string(), source: Arc::new(e) })?;
+        self.over_stream(stream).await
+    }
+
+    /// Listens on a unix socket (or TCP address) and waits for QEMU to connect to it, as with
+    /// QEMU's `-qmp unix:PATH` without `server`; then reads the greeting and negotiates. The
+    /// connect deadline covers the wait for QEMU.
+    ///
+    /// # Errors
+    /// As [`ClientBuilder::connect`].
+    pub async fn accept(self, endpoint: impl AsRef<str>) -> Result<Client, Error> {
+        let endpoint: Endpoint = endpoint.as_ref().parse().unwrap_or_else(|never| match never {});
+        let connect_error = |e| Error::Connect { endpoint: endpoint.to_string(), source: Arc::new(e) };
+        let listener = Listener::bind(&endpoint, 0o600).await.map_err(connect_error)?;
+        let stream = with_deadline(self.connect_timeout, "accept", listener.accept()).await?.map_err(connect_error)?;
+        self.over_stream(stream).await
+    }
+
+    /// Runs the client over a stream the caller already has.
+    ///
+    /// # Errors
+    /// As [`ClientBuilder::connect`], without [`Error::Connect`].
+    pub async fn over_stream(self, stream: Stream) -> Result<Client, Error> {
+        match stream {
+            Stream::Unix(stream) => {
+                let (read, write) = stream.into_split();
+                self.start(Box::new(read), Writer::Unix(write), true).await
+            }
+            Stream::Tcp(stream) => self.over(stream).await,
+        }
+    }
+
+    /// Runs the client over any byte stream, such as `tokio::io::duplex` in tests. File
+    /// descriptors cannot be passed over it.
+    ///
+    /// # Errors
+    /// As [`ClientBuilder::connect`], without [`Error::Connect`].
+    pub async fn over<S>(self, io: S) -> Result<Client, Error>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (read, write) = tokio::io::split(io);
+        self.start(Box::new(read), Writer::Other(Box::new(write)), false).await
+    }
+
+    async fn start(
+        self,
+        reader: Box<dyn AsyncRead + Send + Unpin>,
+        writer: Writer,
+        fds: bool,
+    ) -> Result<Client, Error> {
+        let config = ClientConfig {
+            handshake: self.handshake,
+            enable_oob: self.enable_oob,
+            limits: self.limits,
+            ..ClientConfig::default()
+        };
+        let (calls_tx, calls_rx) = mpsc::channel(CALL_QUEUE);
+        // Cancellations are never refused: there is at most one per call in flight.
+        let (cancel_tx, cancel_rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (closed_tx, closed_rx) = watch::channel(None);
+        let subscribers = Arc::new(Subscribers::default());
+        let driver = Driver::new(ClientSession::new(config), subscribers.clone(), ready_tx, closed_tx);
+        tokio::spawn(driver.run(reader, writer, calls_rx, cancel_rx));
+        let ready = match with_deadline(self.handshake_timeout, "negotiation", ready_rx).await {
+            Ok(Ok(ready)) => ready?,
+            Ok(Err(_)) => return Err(Error::Disconnected(Disconnect::Closed)),
+            Err(timeout) => {
+                // Dropping the handle below closes the call channel, which ends the driver.
+                return Err(timeout);
+            }
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                calls: calls_tx,
+                cancels: cancel_tx,
+                next_key: AtomicU64::new(0),
+                greeting: ready.greeting,
+                oob: ready.oob,
+                fds,
+                subscribers,
+                event_buffer: self.event_buffer,
+                call_timeout: self.call_timeout,
+                closed: closed_rx,
+            }),
+        })
+    }
+}
+
+async fn with_deadline<F: std::future::Future>(
+    deadline: Option<Duration>,
+    what: &str,
+    future: F,
+) -> Result<F::Output, Error> {
+    match deadline {
+        Some(after) => {
+            tokio::time::timeout(after, future).await.map_err(|_| Error::Timeout { what: what.to_owned(), after })
+        }
+        None => Ok(future.await),
+    }
+}
+
+/// Per-call options for [`Client::call`].
+#[derive(Debug, Default)]
+#[must_use]
+pub struct CallOptions {
+    timeout: Option<Option<Duration>>,
+    oob: bool,
+    fds: Vec<OwnedFd>,
+    id: Option<Id>,
+}
+
+impl CallOptions {
+    /// The defaults: in-band, the client's default deadline, no file descriptors.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A deadline for this call (`None`: wait forever), overriding the client's default.
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Runs the command out-of-band (`exec-oob`).
+    pub fn oob(mut self) -> Self {
+        self.oob = true;
+        self
+    }
+
+    /// Sends these file descriptors with the command, with `SCM_RIGHTS` in the same `sendmsg`
+    /// as the command's bytes, for `getfd` and `add-fd`.
+    pub fn fds(mut self, fds: impl IntoIterator<Item = OwnedFd>) -> Self {
+        self.fds.extend(fds);
+        self
+    }
+
+    /// Uses this id instead of an automatic one.
+    pub fn id(mut self, id: impl Into<Id>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    calls: mpsc::Sender<ToDriver>,
+    cancels: mpsc::UnboundedSender<u64>,
+    next_key: AtomicU64,
+    greeting: Option<Greeting>,
+    oob: bool,
+    fds: bool,
+    subscribers: Arc<Subscribers>,
+    event_buffer: usize,
+    call_timeout: Option<Duration>,
+    closed: watch::Receiver<Option<Disconnect>>,
+}
+
+/// A handle to one QMP connection. Clone it freely; the connection closes when the last
+/// handle is dropped or [`Client::close`] is called.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// Tells the driver to forget a call when its future is dropped before the reply came.
+struct CancelGuard<'a> {
+    key: u64,
+    cancels: &'a mpsc::UnboundedSender<u64>,
+    armed: bool,
+}
+
+impl Drop for CancelGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // The driver may be gone already, in which case there is nothing to forget.
+            let _ = self.cancels.send(self.key);
+        }
+    }
+}
+
+impl Client {
+    /// Connects with the default [`ClientBuilder`].
+    ///
+    /// # Errors
+    /// As [`ClientBuilder::connect`].
+    pub async fn connect(endpoint: impl AsRef<str>) -> Result<Client, Error> {
+        ClientBuilder::new().connect(endpoint).await
+    }
+
+    /// A builder for a client with other settings.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::new()
+    }
+
+    /// The server's greeting (absent for peers without one, such as the guest agent).
+    #[must_use]
+    pub fn greeting(&self) -> Option<&Greeting> {
+        self.inner.greeting.as_ref()
+    }
+
+    /// Whether out-of-band execution was negotiated.
+    #[must_use]
+    pub fn oob_enabled(&self) -> bool {
+        self.inner.oob
+    }
+
+    /// Why the connection ended, once it has.
+    #[must_use]
+    pub fn closed_reason(&self) -> Option<Disconnect> {
+        self.inner.closed.borrow().clone()
+    }
+
+    /// Waits until the connection ends and says why.
+    pub async fn closed(&self) -> Disconnect {
+        let mut closed = self.inner.closed.clone();
+        match closed.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or(Disconnect::Closed),
+            Err(_) => Disconnect::Closed,
+        }
+    }
+
+    /// Closes the connection. Pending calls fail with [`Disconnect::Closed`].
+    pub async fn close(&self) {
+        let _ = self.inner.calls.send(ToDriver::Close).await;
+        self.closed().await;
+    }
+
+    /// Subscribes to events. The subscription sees every event read after this returns, so
+    /// subscribe before sending the command whose events you want.
+    #[must_use]
+    pub fn subscribe(&self, filter: impl Into<EventFilter>) -> EventStream {
+        self.subscribe_with_buffer(filter, self.inner.event_buffer)
+    }
+
+    /// Subscribes with a buffer of its own size instead of the client's default.
+    #[must_use]
+    pub fn subscribe_with_buffer(&self, filter: impl Into<EventFilter>, events: usize) -> EventStream {
+        self.inner.subscribers.subscribe(filter.into(), events)
+    }
+
+    /// Runs a command and returns its `return` value. `arguments` is anything that serializes
+    /// to a JSON object, or `()` for none.
+    ///
+    /// # Errors
+    /// [`Error::Qmp`] when the server answers with an error, [`Error::Timeout`] after the
+    /// client's default deadline, [`Error::Disconnected`] when the connection ends first, and
+    /// [`Error::Arguments`] when `arguments` is not an object.
+    pub async fn execute(&self, name: &str, arguments: impl Serialize) -> Result<Value, Error> {
+        self.call(name, arguments, CallOptions::new()).await
+    }
+
+    /// Runs a command out-of-band (`exec-oob`): it overtakes in-band commands the server has
+    /// queued.
+    ///
+    /// # Errors
+    /// [`Error::Misuse`] with [`MisuseError::OobNotNegotiated`](crate::MisuseError) when `oob`
+    /// was not negotiated (checked before anything is sent), and the errors of
+    /// [`Client::execute`].
+    pub async fn execute_oob(&self, name: &str, arguments: impl Serialize) -> Result<Value, Error> {
+        self.call(name, arguments, CallOptions::new().oob()).await
+    }
+
+    /// Runs a command with file descriptors attached (unix sockets only), as `getfd` and
+    /// `add-fd` need.
+    ///
+    /// # Errors
+    /// [`Error::FdsNeedUnixSocket`] on other transports, and the errors of
+    /// [`Client::execute`].
+    pub async fn execute_with_fds(
+        &self,
+        name: &str,
+        arguments: impl Serialize,
+        fds: impl IntoIterator<Item = OwnedFd>,
+    ) -> Result<Value, Error> {
+        self.call(name, arguments, CallOptions::new().fds(fds)).await
+    }
+
+    /// Runs a command and decodes its result into `R`.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] when the result does not fit `R`, and the errors of
+    /// [`Client::execute`].
+    pub async fn execute_as<R: DeserializeOwned>(&self, name: &str, arguments: impl Serialize) -> Result<R, Error> {
+        let value = self.execute(name, arguments).await?;
+        serde_json::from_value(value).map_err(|e| Error::Decode { command: name.to_owned(), reason: e.to_string() })
+    }
+
+    /// Runs a command with per-call options.
+    ///
+    /// # Errors
+    /// As [`Client::execute`], [`Client::execute_oob`] and [`Client::execute_with_fds`].
+    pub async fn call(&self, name: &str, arguments: impl Serialize, options: CallOptions) -> Result<Value, Error> {
+        let arguments = to_arguments(name, arguments)?;
+        let mut command = Command { kind: qmpkit_proto::ExecKind::Execute, name: name.to_owned(), arguments, id: None };
+        if options.oob {
+            if !self.inner.oob {
+                return Err(Error::Misuse(qmpkit_proto::MisuseError::OobNotNegotiated));
+            }
+            command = command.out_of_band();
+        }
+        command.id = options.id;
+        if !options.fds.is_empty() && !self.inner.fds {
+            return Err(Error::FdsNeedUnixSocket);
+        }
+        let timeout = options.timeout.unwrap_or(self.inner.call_timeout);
+        let response = self.send(command, false, options.fds, timeout).await?;
+        response.result.map_err(|error| Error::Qmp { error, command: name.to_owned() })
+    }
+
+    /// Sends a command as given, with the id it carries (any JSON value) or an automatic one,
+    /// and returns the whole response: a QMP error is a successful result here.
+    ///
+    /// # Errors
+    /// [`Error::Misuse`] when the id is already pending, and the transport errors of
+    /// [`Client::execute`].
+    pub async fn execute_raw(&self, command: Command) -> Result<Response, Error> {
+        self.send(command, false, Vec::new(), self.inner.call_timeout).await
+    }
+
+    /// Sends a command with no id at all; its reply is the next id-less response, which is
+    /// only reliable when `oob` is off. The call cannot be cancelled once sent.
+    ///
+    /// # Errors
+    /// As [`Client::execute_raw`].
+    pub async fn execute_raw_without_id(&self, command: Command) -> Result<Response, Error> {
+        self.send(command, true, Vec::new(), self.inner.call_timeout).await
+    }
+
+    /// Runs a command and waits for the first event that `filter` accepts, subscribing before
+    /// the command is sent so the event cannot be missed: `device_del` and `DEVICE_DELETED`,
+    /// `system_powerdown` and `SHUTDOWN`. The deadline covers the command and the wait.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when no such event comes in time, [`Error::Disconnected`] when the
+    /// connection ends first, and the errors of [`Client::execute`].
+    pub async fn execute_and_wait(
+        &self,
+        name: &str,
+        arguments: impl Serialize,
+        filter: impl Into<EventFilter>,
+        timeout: Duration,
+    ) -> Result<(Value, Event), Error> {
+        let mut events = self.subscribe(filter);
+        let work = async {
+            let value = self.execute(name, arguments).await?;
+            match events.next_event().await {
+                Some(event) => Ok((value, event)),
+                None => Err(Error::Disconnected(events.end_reason().unwrap_or(Disconnect::Closed))),
+            }
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| Error::Timeout { what: format!("{name} and its event"), after: timeout })?
+    }
+
+    async fn send(
+        &self,
+        command: Command,
+        anonymous: bool,
+        fds: Vec<OwnedFd>,
+        timeout: Option<Duration>,
+    ) -> Result<Response, Error> {
+        if let Some(reason) = self.closed_reason() {
+            return Err(Error::Disconnected(reason));
+        }
+        let name = command.name.clone();
+        let key = self.inner.next_key.fetch_add(1, Ordering::Relaxed);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let mut guard = CancelGuard { key, cancels: &self.inner.cancels, armed: true };
+        let round_trip = async {
+            let call = Call { key, command, anonymous, fds, reply: reply_tx };
+            if self.inner.calls.send(ToDriver::Call(call)).await.is_err() {
+                return Err(Error::Disconnected(self.closed().await));
+            }
+            match reply_rx.await {
+                Ok(result) => result,
+                Err(_) => Err(Error::Disconnected(self.closed().await)),
+            }
+        };
+        let result = with_deadline(timeout, &name, round_trip).await;
+        let result = match result {
+            Ok(inner) => inner,
+            Err(timeout) => return Err(timeout),
+        };
+        guard.armed = false;
+        result
+    }
+}
+
+fn to_arguments(name: &str, arguments: impl Serialize) -> Result<Option<Map<String, Value>>, Error> {
+    match serde_json::to_value(arguments) {
+        Ok(Value::Null) => Ok(None),
+        Ok(Value::Object(map)) => Ok(Some(map)),
+        Ok(other) => Err(Error::Arguments { command: name.to_owned(), reason: format!("got {other}") }),
+        Err(e) => Err(Error::Arguments { command: name.to_owned(), reason: e.to_string() }),
+    }
+}

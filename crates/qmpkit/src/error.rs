@@ -1,0 +1,132 @@
+//! The client's errors, grouped by whose fault they are.
+//!
+//! The peer said no ([`Error::Qmp`]), the peer broke the protocol ([`Error::Protocol`]), the
+//! connection ended ([`Error::Disconnected`]), a deadline passed ([`Error::Timeout`]), the
+//! operating system failed ([`Error::Io`], [`Error::Connect`]), or the caller asked for
+//! something impossible ([`Error::Misuse`]). One failure of the connection reaches every
+//! pending call, so errors are cheap to clone.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use qmpkit_proto::{LimitError, MisuseError, ProtocolError, QmpError};
+
+/// Why a connection ended.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Disconnect {
+    /// The server closed the connection.
+    #[error("the server closed the connection")]
+    Eof,
+    /// The server closed the connection in the middle of a message.
+    #[error("the server closed the connection in the middle of a message")]
+    EofMidMessage,
+    /// Reading or writing failed.
+    #[error("the connection failed: {0}")]
+    Io(Arc<io::Error>),
+    /// The server broke the protocol in a way the session cannot recover from.
+    #[error("the server broke the protocol: {0}")]
+    Protocol(ProtocolError),
+    /// A message from the server went past a limit, so a reply may have been lost.
+    #[error("the server sent a message over the limit: {0}")]
+    Limit(LimitError),
+    /// The client was closed, or every handle to it was dropped.
+    #[error("the client was closed")]
+    Closed,
+}
+
+/// An error of the QMP client.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server answered the command with an error.
+    #[error("{command}: {error}")]
+    Qmp {
+        /// What the server said.
+        error: QmpError,
+        /// The name of the command that failed.
+        command: String,
+    },
+    /// The server broke the protocol while this call waited (the connection may go on).
+    #[error(transparent)]
+    Protocol(ProtocolError),
+    /// The connection ended before the reply came; later calls fail at once with the same
+    /// reason.
+    #[error("disconnected: {0}")]
+    Disconnected(Disconnect),
+    /// The deadline passed. For a call, the command may still run on the server; its late
+    /// reply is discarded.
+    #[error("{what} timed out after {after:?}")]
+    Timeout {
+        /// What timed out: a command's name, `connect` or `negotiation`.
+        what: String,
+        /// The deadline.
+        after: Duration,
+    },
+    /// Connecting failed.
+    #[error("cannot connect to {endpoint}: {source}")]
+    Connect {
+        /// Where.
+        endpoint: String,
+        /// Why.
+        source: Arc<io::Error>,
+    },
+    /// The caller asked for something the connection cannot do.
+    #[error(transparent)]
+    Misuse(MisuseError),
+    /// A reply did not have the shape the typed call expected.
+    #[error("{command}: unexpected reply shape: {reason}")]
+    Decode {
+        /// The command.
+        command: String,
+        /// What did not fit.
+        reason: String,
+    },
+    /// Arguments could not be turned into a JSON object.
+    #[error("{command}: arguments must serialize to a JSON object: {reason}")]
+    Arguments {
+        /// The command.
+        command: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// File descriptors were given on a connection that cannot carry them.
+    #[error("file descriptors can only be passed over a unix socket")]
+    FdsNeedUnixSocket,
+}
+
+impl Error {
+    /// The QMP error the server sent, when that is what this is.
+    #[must_use]
+    pub fn qmp_error(&self) -> Option<&QmpError> {
+        match self {
+            Error::Qmp { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Whether the connection ended (every later call will fail too).
+    #[must_use]
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, Error::Disconnected(_))
+    }
+
+    /// Whether a deadline passed.
+    #[must_use]
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+}
+
+impl From<Disconnect> for Error {
+    fn from(reason: Disconnect) -> Self {
+        Error::Disconnected(reason)
+    }
+}
+
+impl From<MisuseError> for Error {
+    fn from(err: MisuseError) -> Self {
+        Error::Misuse(err)
+    }
+}

@@ -1,0 +1,26 @@
+//! An async QMP client and an embeddable QMP server, on tokio.
+//!
+//! - [`Client`]: connect to QEMU (or anything that speaks QMP), run commands from any number
+//!   of tasks at once, subscribe to events, pass file descriptors, run commands out-of-band,
+//!   with deadlines that really interrupt the wait. [`blocking::Client`] is the same for
+//!   callers without async.
+//! - [`launch`]: start a QEMU with a QMP socket, for tests and tools.
+//! - [`transport`]: unix and TCP endpoints, file descriptor passing.
+//! - [`types`]: typed results and events for the common commands.
+//!
+//! Both ends are built on the sans-IO core in [`qmpkit_proto`], which this crate re-exports as
+//! [`proto`].
+
+pub mod blocking;
+pub mod client;
+mod error;
+pub mod launch;
+pub mod server;
+pub mod transport;
+pub mod types;
+
+pub use client::{CallOptions, Client, ClientBuilder, EventFilter, EventItem, EventStream};
+pub use error::{Disconnect, Error, LimitError, MisuseError, ProtocolError, QmpError};
+pub use qmpkit_proto as proto;
+pub use qmpkit_proto::{Command, ErrorClass, Event, Greeting, Id, Response, Timestamp};
+pub use types::QmpEvent;

@@ -1,0 +1,502 @@
+//! An embeddable QMP server: speak the QEMU Monitor Protocol exactly as QEMU does, from any
+//! Rust program (a VMM, a storage daemon, a test double).
+//!
+//! The wire behaviour (greeting, negotiation, envelope checks, id echo, JSON input rules and
+//! their error texts) comes from [`qmpkit_proto::ServerSession`]; this module adds what needs
+//! IO and time: listeners, the per-connection task with QEMU's execution order, the command
+//! [`Registry`] with argument validation, [`EventSender`] with QEMU's rate limits, and file
+//! descriptor passing.
+//!
+//! # Example
+//!
+//! A server with one typed command and one event, served here over an in-memory pipe (a
+//! unix socket or TCP works the same way, through [`Server::bind`] and [`Server::serve`]):
+//!
+//! ```
+//! use qmpkit::server::{CommandDef, EventDef, MemberDef, QmpError, Registry, Server};
+//! use serde::{Deserialize, Serialize};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, AsyncBufReadExt};
+//!
+//! #[derive(Deserialize)]
+//! struct SetSpeed {
+//!     speed: u32,
+//!     #[serde(default)]
+//!     reason: Option<String>,
+//! }
+//!
+//! #[derive(Serialize)]
+//! struct Speed {
+//!     speed: u32,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut registry = Registry::new();
+//! // The event's description makes `query-qmp-schema` list it.
+//! registry.event(EventDef::new("SPEED_CHANGED").member(MemberDef::new("speed", "uint32")))?;
+//! // The description validates arguments with QEMU's texts before the handler runs.
+//! registry.command_with_context(
+//!     CommandDef::new("x-set-speed")
+//!         .arg(MemberDef::new("speed", "uint32"))
+//!         .arg(MemberDef::optional("reason", "str"))
+//!         .returns("int"),
+//!     |ctx, args: SetSpeed| async move {
+//!         if args.speed == 0 {
+//!             return Err(QmpError::generic("speed must not be zero"));
+//!         }
+//!         let _ = args.reason;
+//!         ctx.events().emit("SPEED_CHANGED", &Speed { speed: args.speed }).expect("an object");
+//!         Ok(args.speed)
+//!     },
+//! )?;
+//! let server = Server::builder().version(10, 0, 2).package("my-vmm").registry(registry).build()?;
+//!
+//! let (client, io) = tokio::io::duplex(4096);
+//! tokio::spawn({
+//!     let server = server.clone();
+//!     async move { server.serve_connection(io).await }
+//! });
+//! let (read, mut write) = tokio::io::split(client);
+//! let mut lines = BufReader::new(read).lines();
+//! let greeting = lines.next_line().await?.unwrap();
+//! assert_eq!(greeting, r#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": "my-vmm"}, "capabilities": ["oob"]}}"#);
+//!
+//! write.write_all(br#"{"execute": "qmp_capabilities"}"#).await?;
+//! assert_eq!(lines.next_line().await?.unwrap(), r#"{"return": {}}"#);
+//!
+//! write.write_all(br#"{"execute": "x-set-speed", "arguments": {"speed": 7}, "id": 1}"#).await?;
+//! let event = lines.next_line().await?.unwrap();
+//! assert!(event.starts_with(r#"{"timestamp": {"seconds": "#));
+//! assert!(event.ends_with(r#""event": "SPEED_CHANGED", "data": {"speed": 7}}"#));
+//! assert_eq!(lines.next_line().await?.unwrap(), r#"{"return": 7, "id": 1}"#);
+//!
+//! write.write_all(br#"{"execute": "x-set-speed", "arguments": {"speed": "fast"}, "id": 2}"#).await?;
+//! assert_eq!(
+//!     lines.next_line().await?.unwrap(),
+//!     r#"{"id": 2, "error": {"class": "GenericError", "desc": "Invalid parameter type for 'speed', expected: integer"}}"#
+//! );
+//! server.shutdown();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Behaviour, as QEMU
+//!
+//! * Each connection gets one greeting and its own negotiation state, parser, request queue
+//!   and named fds; fd sets ([`FdSets`]) are shared by all connections.
+//! * Without `oob`, requests run one at a time in order, and input is not read while one
+//!   runs. With `oob`, up to [`Limits::queue_len`] (8) in-band requests wait while one runs,
+//!   reading pauses beyond that, and `exec-oob` requests run at once, ahead of the queue,
+//!   for commands registered with [`CommandDef::allow_oob`].
+//! * Events go to negotiated connections only, with a timestamp, between messages.
+//!
+//! # Bounds
+//!
+//! A client that stops reading cannot grow the server's memory: each connection holds at
+//! most [`Limits::max_output`] bytes for its client (1 MiB by default). Input is not read
+//! while the output buffer is above [`Limits::high_water`], so a client that pipelines
+//! requests without reading replies is slowed down; when events would push a connection past
+//! `max_output` the connection is closed (logged as a warning, counted in
+//! [`Stats::overflows`]), and its client sees EOF. Other connections are not affected.
+//!
+//! # Layout
+//! - [`registry`]: [`Registry`], [`Context`] and the built-in commands.
+//! - `connection`: the per-connection task.
+//! - [`events`]: [`EventSender`] and [`Throttle`].
+//! - [`fds`]: [`FdSets`] and the per-connection fd slot.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use qmpkit_proto::server::{Dialect, ServerConfig, ServerSession};
+use qmpkit_proto::{Capability, QemuVersion, VersionInfo};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::transport::{Endpoint, Listener, Stream};
+
+mod connection;
+pub mod events;
+pub mod fds;
+pub mod registry;
+
+pub use connection::ConnectionError;
+pub use events::{EventError, EventSender, Throttle};
+pub use fds::FdSets;
+pub use qmpkit_proto::{ErrorClass, QmpError};
+pub use qmpkit_schema::{
+    AlternateDef, Args, BuildError, Builtin, CommandDef, EnumDef, EventDef, MemberDef, ObjectDef, TypeDef, TypeRef,
+};
+pub use registry::{BoxFuture, CommandResult, Context, Registry, RegistryError};
+
+use connection::{Connection, Io, Plain, Unix};
+use registry::Shared;
+
+/// Per-connection bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// In-band requests that may wait while one runs, once `oob` is enabled; QEMU's
+    /// `QMP_REQ_QUEUE_LEN_MAX`, 8.
+    pub queue_len: usize,
+    /// Out-of-band commands that may run at once on one connection; input is not read
+    /// while this many run.
+    pub max_oob: usize,
+    /// The most bytes held for one client (unwritten output plus queued events); beyond it
+    /// the client is disconnected.
+    pub max_output: usize,
+    /// Above this many unwritten bytes, input is not read.
+    pub high_water: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { queue_len: 8, max_oob: 8, max_output: 1 << 20, high_water: 64 << 10 }
+    }
+}
+
+/// Counters that show what the server holds, for monitoring and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Open connections.
+    pub connections: usize,
+    /// Bytes held for clients, over all connections: unwritten output and queued events.
+    pub buffered_bytes: usize,
+    /// Connections closed because their client did not read its output.
+    pub overflows: u64,
+}
+
+/// Builds a [`Server`].
+#[derive(Debug)]
+#[must_use]
+pub struct ServerBuilder {
+    config: ServerConfig,
+    registry: Registry,
+    throttle: Throttle,
+    limits: Limits,
+    socket_mode: u32,
+    shutdown_timeout: Duration,
+}
+
+impl ServerBuilder {
+    /// Sets the QEMU version in the greeting and in `query-version`.
+    pub fn version(mut self, major: u64, minor: u64, micro: u64) -> Self {
+        self.config.version.qemu = QemuVersion::Triple { major, minor, micro };
+        self
+    }
+
+    /// Sets the `package` string of the version (QEMU leaves it empty; downstreams name
+    /// themselves).
+    pub fn package(mut self, package: impl Into<String>) -> Self {
+        self.config.version.package = package.into();
+        self
+    }
+
+    /// Sets the whole version, for example a string version in the 2010 dialect.
+    pub fn version_info(mut self, version: VersionInfo) -> Self {
+        self.config.version = version;
+        self
+    }
+
+    /// Whether to offer the `oob` capability (on by default, as QEMU on a socket).
+    pub fn oob(mut self, oob: bool) -> Self {
+        self.config.oob = oob;
+        self
+    }
+
+    /// Offers an extra capability in the greeting; clients cannot enable it.
+    pub fn capability(mut self, capability: Capability) -> Self {
+        self.config.extra_capabilities.push(capability);
+        self
+    }
+
+    /// Speaks QMP as QEMU 0.12.50 did in 2010: greeting version `"0.12.50"`, no
+    /// capabilities, errors with `data` and the seed's classes.
+    pub fn seed_2010(mut self) -> Self {
+        let seed = ServerConfig::seed_2010();
+        self.config.version = seed.version;
+        self.config.oob = false;
+        self.config.dialect = Dialect::Seed2010;
+        self
+    }
+
+    /// Writes QEMU's multi-line `pretty=on` layout.
+    pub fn pretty(mut self, pretty: bool) -> Self {
+        self.config.pretty = pretty;
+        self
+    }
+
+    /// Sets the limits on client input (QEMU's by default).
+    pub fn input_limits(mut self, limits: qmpkit_proto::Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// Sets the commands.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// Sets the event rate limits ([`Throttle::qemu`] by default).
+    pub fn throttle(mut self, throttle: Throttle) -> Self {
+        self.throttle = throttle;
+        self
+    }
+
+    /// Sets the per-connection bounds.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the permission bits of unix sockets made by [`Server::bind`] (0o600 by default,
+    /// so that only the owner can reach the monitor).
+    pub fn socket_mode(mut self, mode: u32) -> Self {
+        self.socket_mode = mode;
+        self
+    }
+
+    /// How long [`Server::serve`] lets running commands finish after shutdown is asked for,
+    /// before it drops their connections (10 s by default).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Builds the server, checking the registry's schema.
+    ///
+    /// # Errors
+    /// [`RegistryError::Schema`] when the command descriptions do not form a valid schema.
+    pub fn build(self) -> Result<Server, RegistryError> {
+        self.registry.check()?;
+        let events = EventSender::new(self.limits.max_output, self.config.pretty, self.throttle);
+        let shared = Arc::new(Shared {
+            version: self.config.version.clone(),
+            dialect: self.config.dialect,
+            fdsets: FdSets::default(),
+            events: events.clone(),
+        });
+        let (stop, _) = watch::channel(false);
+        Ok(Server {
+            inner: Arc::new(Inner {
+                config: self.config,
+                registry: Arc::new(self.registry),
+                shared,
+                events,
+                limits: self.limits,
+                socket_mode: self.socket_mode,
+                shutdown_timeout: self.shutdown_timeout,
+                stop,
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ServerConfig,
+    registry: Arc<Registry>,
+    shared: Arc<Shared>,
+    events: EventSender,
+    limits: Limits,
+    socket_mode: u32,
+    shutdown_timeout: Duration,
+    stop: watch::Sender<bool>,
+}
+
+/// A QMP server: its configuration, commands, events and connections. Cloning it gives
+/// another handle to the same server.
+#[derive(Clone, Debug)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+impl Server {
+    /// A builder with QEMU's defaults: version 10.0.2 with package `qmpkit <version>`, `oob`
+    /// offered, QEMU's rate limits and the built-in commands only.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            config: ServerConfig::default(),
+            registry: Registry::new(),
+            throttle: Throttle::qemu(),
+            limits: Limits::default(),
+            socket_mode: 0o600,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The handle with which any task sends events to the server's clients.
+    #[must_use]
+    pub fn events(&self) -> EventSender {
+        self.inner.events.clone()
+    }
+
+    /// The commands.
+    #[must_use]
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The fd sets shared by all connections.
+    #[must_use]
+    pub fn fdsets(&self) -> &FdSets {
+        &self.inner.shared.fdsets
+    }
+
+    /// What the server holds now.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        let hub = self.inner.events.hub();
+        Stats {
+            connections: hub.connections(),
+            buffered_bytes: hub.buffered(),
+            overflows: hub.overflows.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Listens on an endpoint: a unix socket is created with the builder's mode (0o600 by
+    /// default) replacing a stale socket file, and TCP with an empty host listens on the
+    /// loopback address only (`":4444"` is `127.0.0.1:4444`).
+    ///
+    /// # Errors
+    /// The OS error when binding fails.
+    pub async fn bind(&self, endpoint: &Endpoint) -> io::Result<Listener> {
+        let endpoint = match endpoint {
+            Endpoint::Tcp { host, port } if host.is_empty() => Endpoint::Tcp { host: "127.0.0.1".into(), port: *port },
+            other => other.clone(),
+        };
+        Listener::bind(&endpoint, self.inner.socket_mode).await
+    }
+
+    /// Accepts and serves clients on every listener until `shutdown` completes or
+    /// [`Server::shutdown`] is called. Then it stops accepting (a unix socket file is
+    /// removed), lets running commands finish (queued ones are answered with an error),
+    /// flushes and closes every connection, and returns; connections still busy after the
+    /// builder's shutdown timeout are dropped.
+    ///
+    /// # Errors
+    /// None today: accept errors (such as running out of file descriptors) are logged and
+    /// retried. The `Result` leaves room for errors that must end serving.
+    pub async fn serve<L>(&self, listeners: L, shutdown: impl Future<Output = ()>) -> io::Result<()>
+    where
+        L: IntoIterator<Item = Listener>,
+    {
+        let (tx, mut rx) = mpsc::channel::<Stream>(64);
+        let mut acceptors = JoinSet::new();
+        for listener in listeners {
+            let tx = tx.clone();
+            let endpoint = listener.local_endpoint().map(|e| e.to_string()).unwrap_or_default();
+            tracing::info!(%endpoint, "QMP server listening");
+            acceptors.spawn(accept_loop(listener, tx).instrument(tracing::info_span!("qmp_listener", %endpoint)));
+        }
+        drop(tx);
+        let mut connections = JoinSet::new();
+        let mut stop = self.inner.stop.subscribe();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = stop.wait_for(|stopped| *stopped) => break,
+                stream = rx.recv() => match stream {
+                    Some(stream) => {
+                        let server = self.clone();
+                        connections.spawn(async move { let _ = server.serve_stream(stream).await; });
+                    }
+                    None => break,
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        tracing::info!(connections = connections.len(), "QMP server shutting down");
+        acceptors.shutdown().await;
+        self.shutdown();
+        let drain = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.inner.shutdown_timeout, drain).await.is_err() {
+            tracing::warn!(connections = connections.len(), "dropping connections still busy at shutdown");
+            connections.shutdown().await;
+        }
+        Ok(())
+    }
+
+    /// Asks the server to shut down: [`Server::serve`] stops accepting, and every connection
+    /// (also those run by [`Server::serve_connection`]) finishes its running commands, answers
+    /// the queued ones with an error, flushes its output and closes.
+    pub fn shutdown(&self) {
+        self.inner.stop.send_replace(true);
+        self.inner.events.hub().shutdown_all();
+    }
+
+    /// Serves one client on any byte stream (no file descriptor passing), until the client
+    /// closes it or the server shuts down. Tests use it with `tokio::io::duplex`.
+    ///
+    /// # Errors
+    /// [`ConnectionError::Io`] when reading or writing fails, and
+    /// [`ConnectionError::OutputOverflow`] when the client was dropped for not reading.
+    pub async fn serve_connection<T>(&self, io: T) -> Result<(), ConnectionError>
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        self.run(Plain(io)).await
+    }
+
+    /// Serves one client on a unix socket, receiving file descriptors passed with
+    /// `SCM_RIGHTS` for `getfd`, `add-fd` and [`Context::take_fd`].
+    ///
+    /// # Errors
+    /// As [`Server::serve_connection`].
+    pub async fn serve_unix(&self, stream: UnixStream) -> Result<(), ConnectionError> {
+        self.run(Unix(stream)).await
+    }
+
+    /// Serves one accepted [`Stream`], with fd passing when it is a unix socket.
+    ///
+    /// # Errors
+    /// As [`Server::serve_connection`].
+    pub async fn serve_stream(&self, stream: Stream) -> Result<(), ConnectionError> {
+        match stream {
+            Stream::Unix(stream) => self.serve_unix(stream).await,
+            Stream::Tcp(stream) => self.serve_connection(stream).await,
+        }
+    }
+
+    async fn run<T: Io>(&self, io: T) -> Result<(), ConnectionError> {
+        let inner = &self.inner;
+        let hub = inner.events.hub().clone();
+        let (id, conn) = hub.register();
+        if *inner.stop.borrow() {
+            conn.shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let session = ServerSession::new(inner.config.clone());
+        let connection =
+            Connection::new(io, session, inner.registry.clone(), inner.shared.clone(), hub, id, conn, inner.limits);
+        let span = tracing::debug_span!("qmp_connection", id);
+        span.in_scope(|| tracing::debug!("client connected"));
+        connection.run().instrument(span).await
+    }
+}
+
+async fn accept_loop(listener: Listener, tx: mpsc::Sender<Stream>) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                if tx.send(stream).await.is_err() {
+                    return;
+                }
+            }
+            Err(err) => {
+                // Typically EMFILE: back off instead of spinning, and keep the listener.
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,315 @@
+//! Where QMP runs: unix sockets and TCP, with file descriptor passing on unix sockets.
+//!
+//! Everything above this module is generic over `AsyncRead + AsyncWrite`; this module only
+//! opens and accepts connections and moves file descriptors with `SCM_RIGHTS`.
+
+use std::fmt;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::str::FromStr;
+use std::task::{Context, Poll};
+
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
+};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+/// The most file descriptors taken from one message; QEMU keeps only the first.
+pub const MAX_FDS_PER_MESSAGE: usize = 16;
+
+/// Where a QMP server listens: a unix socket path or a TCP `host:port`.
+///
+/// The rule is qemu.qmp's: a string with exactly one `:` whose right side is a port number is
+/// TCP; anything else is a unix socket path.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// A unix socket.
+    Unix(PathBuf),
+    /// A TCP address.
+    Tcp {
+        /// The host name or address.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+}
+
+impl FromStr for Endpoint {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.matches(':').count() == 1 {
+            if let Some((host, port)) = s.split_once(':') {
+                if let Ok(port) = port.parse::<u16>() {
+                    return Ok(Endpoint::Tcp { host: host.to_owned(), port });
+                }
+            }
+        }
+        Ok(Endpoint::Unix(PathBuf::from(s)))
+    }
+}
+
+impl From<&Path> for Endpoint {
+    fn from(path: &Path) -> Self {
+        Endpoint::Unix(path.to_owned())
+    }
+}
+
+impl From<PathBuf> for Endpoint {
+    fn from(path: PathBuf) -> Self {
+        Endpoint::Unix(path)
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Unix(path) => write!(f, "{}", path.display()),
+            Endpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// A connected stream, unix or TCP.
+#[derive(Debug)]
+pub enum Stream {
+    /// A unix socket, which can carry file descriptors.
+    Unix(UnixStream),
+    /// A TCP connection.
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    /// Connects to an endpoint.
+    ///
+    /// # Errors
+    /// The OS error when the connection fails.
+    pub async fn connect(endpoint: &Endpoint) -> io::Result<Stream> {
+        match endpoint {
+            Endpoint::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+            Endpoint::Tcp { host, port } => {
+                let stream = TcpStream::connect((host.as_str(), *port)).await?;
+                stream.set_nodelay(true)?;
+                Ok(Stream::Tcp(stream))
+            }
+        }
+    }
+
+    /// The unix socket, when this is one.
+    #[must_use]
+    pub fn as_unix(&self) -> Option<&UnixStream> {
+        match self {
+            Stream::Unix(s) => Some(s),
+            Stream::Tcp(_) => None,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A listening socket, unix or TCP.
+#[derive(Debug)]
+pub enum Listener {
+    /// A unix socket listener; the socket file is removed when it is dropped.
+    Unix(UnixListener, PathBuf),
+    /// A TCP listener.
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    /// Listens on an endpoint. A unix socket is created with the permission bits `mode`
+    /// (0o600 keeps other users out, as a monitor socket must); a stale socket file left by an
+    /// earlier process is replaced.
+    ///
+    /// # Errors
+    /// The OS error when binding fails.
+    pub async fn bind(endpoint: &Endpoint, mode: u32) -> io::Result<Listener> {
+        match endpoint {
+            Endpoint::Unix(path) => {
+                use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+                if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                    std::fs::remove_file(path)?;
+                }
+                let listener = UnixListener::bind(path)?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+                Ok(Listener::Unix(listener, path.clone()))
+            }
+            Endpoint::Tcp { host, port } => Ok(Listener::Tcp(TcpListener::bind((host.as_str(), *port)).await?)),
+        }
+    }
+
+    /// The endpoint it listens on, with the port the OS chose when it was bound to port 0.
+    ///
+    /// # Errors
+    /// The OS error when the address cannot be read.
+    pub fn local_endpoint(&self) -> io::Result<Endpoint> {
+        match self {
+            Listener::Unix(_, path) => Ok(Endpoint::Unix(path.clone())),
+            Listener::Tcp(l) => {
+                let addr = l.local_addr()?;
+                Ok(Endpoint::Tcp { host: addr.ip().to_string(), port: addr.port() })
+            }
+        }
+    }
+
+    /// Waits for a connection.
+    ///
+    /// # Errors
+    /// The OS error when accepting fails.
+    pub async fn accept(&self) -> io::Result<Stream> {
+        match self {
+            Listener::Unix(l, _) => Ok(Stream::Unix(l.accept().await?.0)),
+            Listener::Tcp(l) => {
+                let (stream, _) = l.accept().await?;
+                stream.set_nodelay(true)?;
+                Ok(Stream::Tcp(stream))
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Sends some of `bytes` with `fds` attached in one `sendmsg`, as QEMU expects for `getfd` and
+/// `add-fd`, and returns how many bytes went. Cancel-safe: dropped before it completes, it has
+/// sent nothing.
+///
+/// # Errors
+/// The OS error when sending fails.
+pub async fn send_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+    stream
+        .async_io(Interest::WRITABLE, || {
+            let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            if !control.push(SendAncillaryMessage::ScmRights(fds)) {
+                return Err(io::Error::other("too many file descriptors for one message"));
+            }
+            let iov = [io::IoSlice::new(bytes)];
+            rustix::net::sendmsg(stream.as_fd(), &iov, &mut control, SendFlags::NOSIGNAL).map_err(io::Error::from)
+        })
+        .await
+}
+
+/// Writes all of `bytes`, with `fds` attached to the first `sendmsg`.
+///
+/// # Errors
+/// The OS error when writing fails.
+pub async fn write_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let mut written = if fds.is_empty() { 0 } else { send_with_fds(stream, bytes, fds).await? };
+    while written < bytes.len() {
+        stream.writable().await?;
+        match stream.try_write(&bytes[written..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads bytes and any file descriptors that came with them (at most
+/// [`MAX_FDS_PER_MESSAGE`] per call; the kernel closes any beyond that).
+///
+/// # Errors
+/// The OS error when reading fails.
+pub async fn read_with_fds(stream: &UnixStream, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+    stream
+        .async_io(Interest::READABLE, || {
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let mut iov = [io::IoSliceMut::new(buf)];
+            let msg = rustix::net::recvmsg(stream.as_fd(), &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)
+                .map_err(io::Error::from)?;
+            for message in control.drain() {
+                if let RecvAncillaryMessage::ScmRights(received) = message {
+                    fds.extend(received);
+                }
+            }
+            Ok(msg.bytes)
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_rule() {
+        let cases = [
+            ("/tmp/qmp.sock", Endpoint::Unix("/tmp/qmp.sock".into())),
+            ("localhost:4444", Endpoint::Tcp { host: "localhost".into(), port: 4444 }),
+            ("127.0.0.1:0", Endpoint::Tcp { host: "127.0.0.1".into(), port: 0 }),
+            ("qmp:sock", Endpoint::Unix("qmp:sock".into())),
+            ("a:b:4444", Endpoint::Unix("a:b:4444".into())),
+            ("host:99999", Endpoint::Unix("host:99999".into())),
+        ];
+        for (text, expected) in cases {
+            let parsed: Endpoint = text.parse().unwrap();
+            assert_eq!(parsed, expected, "{text}");
+            assert_eq!(parsed.to_string(), text);
+        }
+    }
+
+    #[tokio::test]
+    async fn fds_travel_with_their_bytes() {
+        use std::io::{Read, Write};
+        let (a, b) = UnixStream::pair().unwrap();
+        let (mut pipe_r, mut pipe_w) = std::io::pipe().unwrap();
+        write_with_fds(&a, b"{\"execute\":\"getfd\"}", &[pipe_w.as_fd()]).await.unwrap();
+        let mut buf = [0u8; 64];
+        let mut fds = Vec::new();
+        let n = read_with_fds(&b, &mut buf, &mut fds).await.unwrap();
+        assert_eq!(&buf[..n], b"{\"execute\":\"getfd\"}");
+        assert_eq!(fds.len(), 1);
+        // The received descriptor is the pipe's write end: what goes in comes out of our read end.
+        let mut received = std::fs::File::from(fds.pop().unwrap());
+        received.write_all(b"hi").unwrap();
+        drop(received);
+        pipe_w.write_all(b"!").unwrap();
+        drop(pipe_w);
+        let mut out = String::new();
+        pipe_r.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "hi!");
+    }
+}

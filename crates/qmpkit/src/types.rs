@@ -1,0 +1,454 @@
+//! Typed results and events for the commands most clients use.
+//!
+//! These types never fail on what a newer QEMU adds: unknown members are ignored, enum values
+//! this library does not know are kept as text ([`RunState::Other`]), and an event that is not
+//! listed here, or whose data no longer fits, is still delivered as [`QmpEvent::Other`] with
+//! its raw JSON.
+
+use std::fmt;
+
+use qmpkit_proto::Event;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+/// A string enum that keeps values it does not know.
+macro_rules! open_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $wire:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+            /// A value this library does not know, as sent.
+            Other(String),
+        }
+
+        impl $name {
+            /// The wire name.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $wire,)*
+                    $name::Other(other) => other,
+                }
+            }
+
+            /// The value with this wire name.
+            #[must_use]
+            pub fn from_wire(text: &str) -> Self {
+                match text {
+                    $($wire => $name::$variant,)*
+                    other => $name::Other(other.to_owned()),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                Ok($name::from_wire(&String::deserialize(deserializer)?))
+            }
+        }
+    };
+}
+
+open_enum! {
+    /// The run state of a VM (`query-status`).
+    RunState {
+        /// QEMU is running a debugger.
+        Debug = "debug",
+        /// Waiting for an incoming migration.
+        Inmigrate = "inmigrate",
+        /// An internal error stopped the VM.
+        InternalError = "internal-error",
+        /// An I/O error stopped the VM.
+        IoError = "io-error",
+        /// Paused by `stop`.
+        Paused = "paused",
+        /// Stopped after an outgoing migration.
+        Postmigrate = "postmigrate",
+        /// Started with `-S`, not yet run.
+        Prelaunch = "prelaunch",
+        /// Finishing an outgoing migration.
+        FinishMigrate = "finish-migrate",
+        /// Restoring a snapshot.
+        RestoreVm = "restore-vm",
+        /// Running.
+        Running = "running",
+        /// Saving a snapshot.
+        SaveVm = "save-vm",
+        /// Shut down (with `-no-shutdown`).
+        Shutdown = "shutdown",
+        /// Suspended (ACPI S3).
+        Suspended = "suspended",
+        /// Stopped by a watchdog.
+        Watchdog = "watchdog",
+        /// The guest panicked.
+        GuestPanicked = "guest-panicked",
+        /// In COLO mode.
+        Colo = "colo",
+    }
+}
+
+/// `query-status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    /// Whether the VM runs.
+    pub running: bool,
+    /// The run state.
+    pub status: RunState,
+    /// Whether single-stepping is on (removed in QEMU 8.1's wire format; absent then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub singlestep: Option<bool>,
+}
+
+/// `query-kvm`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvmInfo {
+    /// Whether KVM is in use.
+    pub enabled: bool,
+    /// Whether KVM is available.
+    pub present: bool,
+}
+
+/// `query-name`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameInfo {
+    /// The VM's name, when it has one.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `query-uuid`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UuidInfo {
+    /// The VM's UUID (all zeros when none was set).
+    #[serde(rename = "UUID")]
+    pub uuid: String,
+}
+
+/// An entry of `query-commands`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandInfo {
+    /// The command's name.
+    pub name: String,
+}
+
+/// `add-fd`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddFdInfo {
+    /// The fd set the descriptor joined.
+    #[serde(rename = "fdset-id")]
+    pub fdset_id: i64,
+    /// The descriptor's number inside QEMU.
+    pub fd: i64,
+}
+
+/// A descriptor in an fd set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdsetFdInfo {
+    /// The descriptor's number inside QEMU.
+    pub fd: i64,
+    /// The caller's note, when it gave one.
+    #[serde(default)]
+    pub opaque: Option<String>,
+}
+
+/// An entry of `query-fdsets`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdsetInfo {
+    /// The set's id.
+    #[serde(rename = "fdset-id")]
+    pub fdset_id: i64,
+    /// Its descriptors.
+    pub fds: Vec<FdsetFdInfo>,
+}
+
+/// An entry of `query-cpus-fast`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CpuInfoFast {
+    /// The CPU's index.
+    #[serde(rename = "cpu-index")]
+    pub cpu_index: i64,
+    /// Its QOM path.
+    #[serde(rename = "qom-path")]
+    pub qom_path: String,
+    /// The host thread running it.
+    #[serde(rename = "thread-id")]
+    pub thread_id: i64,
+    /// The target architecture.
+    pub target: String,
+    /// Its topology properties, when the machine has them.
+    #[serde(default)]
+    pub props: Option<Value>,
+}
+
+/// An entry of `query-block`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlockInfo {
+    /// The device name (may be empty for devices created with `-blockdev`).
+    pub device: String,
+    /// The qdev id or QOM path of the device it is attached to.
+    #[serde(default)]
+    pub qdev: Option<String>,
+    /// The device type (always `unknown` in recent QEMU).
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Whether the medium can be removed.
+    pub removable: bool,
+    /// Whether the medium is locked.
+    pub locked: bool,
+    /// The inserted medium, as QEMU describes it.
+    #[serde(default)]
+    pub inserted: Option<Value>,
+    /// Whether the tray is open.
+    #[serde(default)]
+    pub tray_open: Option<bool>,
+    /// The I/O status (`ok`, `failed`, `nospace`).
+    #[serde(rename = "io-status", default)]
+    pub io_status: Option<String>,
+}
+
+/// An entry of `query-jobs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobInfo {
+    /// The job's id.
+    pub id: String,
+    /// Its type, such as `mirror` or `backup`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Its status, such as `running` or `concluded`.
+    pub status: String,
+    /// Progress so far.
+    #[serde(rename = "current-progress")]
+    pub current_progress: i64,
+    /// Progress at the end.
+    #[serde(rename = "total-progress")]
+    pub total_progress: i64,
+    /// Why it failed, when it did.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// An entry of `qom-list`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectPropertyInfo {
+    /// The property's name.
+    pub name: String,
+    /// Its type, such as `child<pc-i440fx>` or `bool`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Its description, when it has one.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Its default value, when it has one.
+    #[serde(rename = "default-value", default)]
+    pub default_value: Option<Value>,
+}
+
+/// Why a VM shut down or reset (`SHUTDOWN`, `RESET`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShutdownInfo {
+    /// Whether the guest asked for it.
+    #[serde(default)]
+    pub guest: bool,
+    /// Why, such as `host-qmp-quit` or `guest-reset`.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `DEVICE_DELETED`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceDeletedInfo {
+    /// The device's id, when it had one.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Its QOM path.
+    pub path: String,
+}
+
+/// `RTC_CHANGE`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RtcChangeInfo {
+    /// The RTC's offset from the host's UTC, in seconds.
+    pub offset: i64,
+    /// The RTC device's QOM path (QEMU 8.2 and later).
+    #[serde(rename = "qom-path", default)]
+    pub qom_path: Option<String>,
+}
+
+/// `WATCHDOG`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchdogInfo {
+    /// What the watchdog did, such as `reset` or `pause`.
+    pub action: String,
+}
+
+/// `BLOCK_IO_ERROR`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockIoErrorInfo {
+    /// The device (may be empty).
+    #[serde(default)]
+    pub device: String,
+    /// The node name, when there is one.
+    #[serde(rename = "node-name", default)]
+    pub node_name: Option<String>,
+    /// `read` or `write`.
+    pub operation: String,
+    /// `ignore`, `report` or `stop`.
+    pub action: String,
+    /// Whether the error was for lack of space.
+    #[serde(default)]
+    pub nospace: Option<bool>,
+    /// The error's text.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `JOB_STATUS_CHANGE`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStatusChangeInfo {
+    /// The job's id.
+    pub id: String,
+    /// Its new status.
+    pub status: String,
+}
+
+/// A VNC client or server address (`VNC_*` events).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VncInfo {
+    /// The server's side.
+    pub server: Value,
+    /// The client's side.
+    pub client: Value,
+}
+
+/// An event, typed when this library knows it.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum QmpEvent {
+    /// The VM shut down.
+    Shutdown(ShutdownInfo),
+    /// The VM was asked to power down (ACPI).
+    Powerdown,
+    /// The VM reset.
+    Reset(ShutdownInfo),
+    /// The VM stopped.
+    Stop,
+    /// The VM resumed.
+    Resume,
+    /// The guest suspended.
+    Suspend,
+    /// The guest woke up.
+    Wakeup,
+    /// The guest changed its real-time clock.
+    RtcChange(RtcChangeInfo),
+    /// A watchdog fired.
+    Watchdog(WatchdogInfo),
+    /// A device was removed.
+    DeviceDeleted(DeviceDeletedInfo),
+    /// A block device had an I/O error.
+    BlockIoError(BlockIoErrorInfo),
+    /// A job changed status.
+    JobStatusChange(JobStatusChangeInfo),
+    /// A VNC client connected.
+    VncConnected(VncInfo),
+    /// A VNC client finished authenticating.
+    VncInitialized(VncInfo),
+    /// A VNC client disconnected.
+    VncDisconnected(VncInfo),
+    /// Any other event, or a known one whose data did not fit.
+    Other(Event),
+}
+
+impl QmpEvent {
+    /// Types an event. This never fails: what does not fit stays [`QmpEvent::Other`].
+    #[must_use]
+    pub fn from_event(event: Event) -> Self {
+        fn data<T: serde::de::DeserializeOwned>(event: &Event) -> Option<T> {
+            serde_json::from_value(event.data.clone().unwrap_or_else(|| Value::Object(Default::default()))).ok()
+        }
+        let typed = match event.name.as_str() {
+            "SHUTDOWN" => data(&event).map(QmpEvent::Shutdown),
+            "POWERDOWN" => Some(QmpEvent::Powerdown),
+            "RESET" => data(&event).map(QmpEvent::Reset),
+            "STOP" => Some(QmpEvent::Stop),
+            "RESUME" => Some(QmpEvent::Resume),
+            "SUSPEND" => Some(QmpEvent::Suspend),
+            "WAKEUP" => Some(QmpEvent::Wakeup),
+            "RTC_CHANGE" => data(&event).map(QmpEvent::RtcChange),
+            "WATCHDOG" => data(&event).map(QmpEvent::Watchdog),
+            "DEVICE_DELETED" => data(&event).map(QmpEvent::DeviceDeleted),
+            "BLOCK_IO_ERROR" => data(&event).map(QmpEvent::BlockIoError),
+            "JOB_STATUS_CHANGE" => data(&event).map(QmpEvent::JobStatusChange),
+            "VNC_CONNECTED" => data(&event).map(QmpEvent::VncConnected),
+            "VNC_INITIALIZED" => data(&event).map(QmpEvent::VncInitialized),
+            "VNC_DISCONNECTED" => data(&event).map(QmpEvent::VncDisconnected),
+            _ => None,
+        };
+        typed.unwrap_or(QmpEvent::Other(event))
+    }
+}
+
+impl From<Event> for QmpEvent {
+    fn from(event: Event) -> Self {
+        QmpEvent::from_event(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qmpkit_proto::Timestamp;
+    use serde_json::json;
+
+    fn event(name: &str, data: Option<Value>) -> Event {
+        Event { name: name.into(), data, timestamp: Timestamp::UNKNOWN }
+    }
+
+    #[test]
+    fn results_survive_what_newer_qemu_adds() {
+        let v72: StatusInfo =
+            serde_json::from_value(json!({"status": "running", "singlestep": false, "running": true})).unwrap();
+        let v10: StatusInfo =
+            serde_json::from_value(json!({"status": "future-state", "running": false, "new": 1})).unwrap();
+        assert_eq!((v72.status, v72.singlestep), (RunState::Running, Some(false)));
+        assert_eq!(v10.status, RunState::Other("future-state".into()));
+        assert_eq!(serde_json::to_value(&v10.status).unwrap(), json!("future-state"));
+    }
+
+    #[test]
+    fn events_are_typed_or_kept_raw() {
+        let cases = [
+            (event("STOP", None), QmpEvent::Stop),
+            (
+                event("SHUTDOWN", Some(json!({"guest": false, "reason": "host-qmp-quit"}))),
+                QmpEvent::Shutdown(ShutdownInfo { guest: false, reason: Some("host-qmp-quit".into()) }),
+            ),
+            (
+                event("DEVICE_DELETED", Some(json!({"device": "nic0", "path": "/machine/peripheral/nic0", "x": 1}))),
+                QmpEvent::DeviceDeleted(DeviceDeletedInfo {
+                    device: Some("nic0".into()),
+                    path: "/machine/peripheral/nic0".into(),
+                }),
+            ),
+        ];
+        for (raw, typed) in cases {
+            assert_eq!(QmpEvent::from_event(raw), typed);
+        }
+        let unknown = event("X_NEW_EVENT", Some(json!({"a": 1})));
+        assert_eq!(QmpEvent::from_event(unknown.clone()), QmpEvent::Other(unknown));
+        let misshapen = event("WATCHDOG", Some(json!({"action": 5})));
+        assert_eq!(QmpEvent::from_event(misshapen.clone()), QmpEvent::Other(misshapen));
+    }
+}
