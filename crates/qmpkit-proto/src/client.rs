@@ -508,7 +508,7 @@ impl<T> ClientSession<T> {
                     self.state = ClientState::Ready;
                     Some(ClientEvent::Ready)
                 }
-                Err(error) => Some(self.fail(Error::Protocol(ProtocolError::Negotiation(error)))),
+                Err(error) => Some(self.fail(Error::Protocol(ProtocolError::Negotiation(Box::new(error))))),
             };
         }
         match self.pending.complete(id) {

@@ -63,10 +63,10 @@ pub enum ProtocolError {
     /// An error without an id arrived while no command without an id was pending: the
     /// server could not parse what was sent to it.
     #[error("the server could not parse our input: {0}")]
-    UnroutableError(QmpError),
+    UnroutableError(Box<QmpError>),
     /// Capability negotiation was refused.
     #[error("capability negotiation failed: {0}")]
-    Negotiation(QmpError),
+    Negotiation(Box<QmpError>),
     /// The stream ended in the middle of a message.
     #[error("the connection ended in the middle of a message")]
     TruncatedMessage,

@@ -91,3 +91,43 @@ pub fn client_session(data: &[u8]) {
     let _ = session.handle_eof();
     assert_eq!(answered + session.drain().len(), sent);
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{Side, transcripts};
+
+    /// A small deterministic generator, so that the noise is the same on every run.
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut state = seed;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                // Mostly JSON's own punctuation, so the noise reaches deep into the framer.
+                let alphabet = b"{}[]\":,'\\ \n\r\tae01-.%\xff\xfe\x00";
+                alphabet[(state % alphabet.len() as u64) as usize]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn entry_points_hold_on_real_streams_and_noise() {
+        let mut inputs: Vec<Vec<u8>> = Vec::new();
+        for version in ["7.2", "10.0"] {
+            for transcript in transcripts(version) {
+                for side in [Side::Client, Side::Server] {
+                    let stream: Vec<u8> =
+                        transcript.lines.iter().filter(|(s, _)| *s == side).flat_map(|(_, b)| b.clone()).collect();
+                    inputs.push(stream.into_iter().take(64 * 1024).collect());
+                }
+            }
+        }
+        inputs.extend((1..200).map(|seed| noise(seed, 300)));
+        for input in &inputs {
+            super::framer(input);
+            super::server_session(input);
+            super::client_session(input);
+        }
+    }
+}

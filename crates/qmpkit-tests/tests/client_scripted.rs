@@ -259,8 +259,11 @@ async fn with_oob_at_most_eight_in_band_commands_are_in_flight_and_oob_overtakes
     assert_eq!(yank["exec-oob"], "query-yank");
     peer.reply(&yank, json!([])).await;
     assert_eq!(oob.await.unwrap().unwrap(), json!([]));
-    for n in 0..12 {
-        let cmd = if n < 8 { in_flight[n].clone() } else { peer.recv().await.unwrap() };
+    for cmd in in_flight {
+        peer.reply(&cmd, cmd["arguments"]["n"].clone()).await;
+    }
+    for _ in 8..12 {
+        let cmd = peer.recv().await.unwrap();
         peer.reply(&cmd, cmd["arguments"]["n"].clone()).await;
     }
     for (n, call) in calls.into_iter().enumerate() {

@@ -44,7 +44,7 @@ pub enum Error {
     #[error("{command}: {error}")]
     Qmp {
         /// What the server said.
-        error: QmpError,
+        error: Box<QmpError>,
         /// The name of the command that failed.
         command: String,
     },

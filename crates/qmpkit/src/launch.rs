@@ -57,6 +57,7 @@ pub struct Launcher {
     flavor: Flavor,
     args: Vec<OsString>,
     pretty: bool,
+    connect_to: Option<PathBuf>,
 }
 
 impl Launcher {
@@ -64,7 +65,7 @@ impl Launcher {
     /// `-machine none`.
     pub fn system() -> Self {
         let binary = std::env::var_os(QEMU_ENV).map_or_else(|| PathBuf::from(DEFAULT_QEMU), PathBuf::from);
-        Launcher { binary, flavor: Flavor::System, args: Vec::new(), pretty: false }
+        Launcher { binary, flavor: Flavor::System, args: Vec::new(), pretty: false, connect_to: None }
     }
 
     /// `qemu-storage-daemon` from `PATH`.
@@ -74,6 +75,7 @@ impl Launcher {
             flavor: Flavor::StorageDaemon,
             args: Vec::new(),
             pretty: false,
+            connect_to: None,
         }
     }
 
@@ -100,6 +102,14 @@ impl Launcher {
         self
     }
 
+    /// Makes QEMU connect to a unix socket that the caller listens on, instead of listening
+    /// itself (QEMU's `-qmp unix:PATH` without `server`). The socket must be listening before
+    /// [`Launcher::start`]; QEMU connects while it starts.
+    pub fn connect_to(mut self, path: impl Into<PathBuf>) -> Self {
+        self.connect_to = Some(path.into());
+        self
+    }
+
     /// Starts QEMU and returns once its QMP socket is listening.
     ///
     /// # Errors
@@ -107,11 +117,16 @@ impl Launcher {
     /// QEMU exits with an error, and [`LaunchError::Io`] for other failures.
     pub fn start(&self) -> Result<Instance, LaunchError> {
         let dir = private_dir()?;
-        let socket = dir.join("qmp.sock");
+        let socket = self.connect_to.clone().unwrap_or_else(|| dir.join("qmp.sock"));
         let pidfile = dir.join("qemu.pid");
         let mut cmd = Command::new(&self.binary);
-        let chardev = format!("socket,id=qmp0,path={},server=on,wait=off", socket.display());
-        cmd.arg("-chardev").arg(&chardev);
+        // qemu-storage-daemon takes only the double-dash spellings of the options.
+        let dash = if self.flavor == Flavor::StorageDaemon { "--" } else { "-" };
+        let chardev = match &self.connect_to {
+            Some(path) => format!("socket,id=qmp0,path={}", path.display()),
+            None => format!("socket,id=qmp0,path={},server=on,wait=off", socket.display()),
+        };
+        cmd.arg(format!("{dash}chardev")).arg(&chardev);
         match self.flavor {
             Flavor::System => {
                 let mon = format!("chardev=qmp0,mode=control,pretty={}", if self.pretty { "on" } else { "off" });
@@ -126,7 +141,7 @@ impl Launcher {
                 cmd.args(["--monitor", &mon, "--daemonize"]);
             }
         }
-        cmd.arg("-pidfile").arg(&pidfile);
+        cmd.arg(format!("{dash}pidfile")).arg(&pidfile);
         cmd.args(&self.args);
         let output = match cmd.output() {
             Ok(output) => output,

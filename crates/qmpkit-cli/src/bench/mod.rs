@@ -1,7 +1,12 @@
 //! `qmp bench`: benchmarks that run qmpkit beside real QEMU and the Python reference client in
 //! one run, so that their figures can be compared as ratios on a shared, noisy machine.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
 use clap::Subcommand;
+use serde::Serialize;
 
 mod client;
 mod server;
@@ -20,5 +25,44 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Client(args) => client::run(args),
         BenchCommand::Server(args) => server::run(args),
+    }
+}
+
+/// Throughput and CPU cost of one measured loop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub(crate) struct Figures {
+    /// Operations per second of wall time.
+    pub(crate) ops_per_sec: f64,
+    /// CPU time (user + system) of the measuring process per operation, in microseconds.
+    pub(crate) cpu_us_per_op: f64,
+}
+
+/// The CPU time this process has used, user and system together: what `getrusage` reports,
+/// read from the process CPU clock, as Python's `time.process_time()` does.
+pub(crate) fn cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(u64::try_from(t.tv_sec).unwrap_or(0), u32::try_from(t.tv_nsec).unwrap_or(0))
+}
+
+/// The median of each figure over several rounds.
+pub(crate) fn median_figures(samples: &[Figures]) -> Figures {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    Figures {
+        ops_per_sec: median(samples.iter().map(|f| f.ops_per_sec).collect()),
+        cpu_us_per_op: median(samples.iter().map(|f| f.cpu_us_per_op).collect()),
+    }
+}
+
+/// The Python interpreter with qemu.qmp: the one given, else `$QMPKIT_PYTHON`, else the venv
+/// that scripts/test makes under target/.
+pub(crate) fn find_python(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let candidates =
+        [given, std::env::var_os("QMPKIT_PYTHON").map(PathBuf::from), Some("target/venv/bin/python".into())];
+    match candidates.into_iter().flatten().find(|p| p.exists()) {
+        Some(python) => Ok(python),
+        None => bail!("no Python with qemu.qmp: run scripts/test (it makes target/venv), or pass --python"),
     }
 }

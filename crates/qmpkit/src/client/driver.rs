@@ -27,7 +27,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// A request from a [`Client`](super::Client) handle to the driver.
 pub(crate) enum ToDriver {
     /// Send a command.
-    Call(Call),
+    Call(Box<Call>),
     /// Close the connection.
     Close,
 }
@@ -192,8 +192,8 @@ impl Driver {
         }
     }
 
-    fn call(&mut self, call: Call, unix: bool) {
-        let Call { key, command, anonymous, fds, reply } = call;
+    fn call(&mut self, call: Box<Call>, unix: bool) {
+        let Call { key, command, anonymous, fds, reply } = *call;
         if !fds.is_empty() && !unix {
             let _ = reply.send(Err(Error::FdsNeedUnixSocket));
             return;
@@ -271,6 +271,9 @@ impl Driver {
 
     /// Fails every pending call, ends every event stream and tells the handles.
     fn finish(&mut self, reason: &Disconnect) {
+        // Published first, so that a caller who receives the error below already sees the
+        // reason in `Client::closed_reason`.
+        self.closed.send_replace(Some(reason.clone()));
         if let Some(ready) = self.ready.take() {
             let _ = ready.send(Err(match reason {
                 Disconnect::Protocol(p) => Error::Protocol(p.clone()),
@@ -290,7 +293,6 @@ impl Driver {
         self.fds.clear();
         self.out.clear();
         self.subscribers.end(reason);
-        self.closed.send_replace(Some(reason.clone()));
     }
 }
 

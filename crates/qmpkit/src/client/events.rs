@@ -31,11 +31,14 @@ pub enum EventItem {
     },
 }
 
+/// A test an event must pass, shared by the clones of a filter.
+type Predicate = Arc<dyn Fn(&Event) -> bool + Send + Sync>;
+
 /// Which events a subscriber wants.
 #[derive(Clone, Default)]
 pub struct EventFilter {
     names: Option<HashSet<String>>,
-    predicate: Option<Arc<dyn Fn(&Event) -> bool + Send + Sync>>,
+    predicate: Option<Predicate>,
 }
 
 impl EventFilter {

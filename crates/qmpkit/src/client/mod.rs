@@ -177,6 +177,20 @@ impl ClientBuilder {
         self.over_stream(stream).await
     }
 
+    /// Waits on a listener the caller already bound for QEMU to connect, then reads the
+    /// greeting and negotiates. Binding first and starting QEMU second leaves no window in
+    /// which QEMU could dial a socket that is not listening yet.
+    ///
+    /// # Errors
+    /// As [`ClientBuilder::accept`].
+    pub async fn accept_on(self, listener: &Listener) -> Result<Client, Error> {
+        let stream = with_deadline(self.connect_timeout, "accept", listener.accept()).await?.map_err(|e| {
+            let endpoint = listener.local_endpoint().map_or_else(|_| "(listener)".to_owned(), |e| e.to_string());
+            Error::Connect { endpoint, source: Arc::new(e) }
+        })?;
+        self.over_stream(stream).await
+    }
+
     /// Runs the client over a stream the caller already has.
     ///
     /// # Errors
@@ -467,7 +481,7 @@ impl Client {
         }
         let timeout = options.timeout.unwrap_or(self.inner.call_timeout);
         let response = self.send(command, false, options.fds, timeout).await?;
-        response.result.map_err(|error| Error::Qmp { error, command: name.to_owned() })
+        response.result.map_err(|error| Error::Qmp { error: Box::new(error), command: name.to_owned() })
     }
 
     /// Sends a command as given, with the id it carries (any JSON value) or an automatic one,
@@ -531,7 +545,7 @@ impl Client {
         let (reply_tx, reply_rx) = oneshot::channel();
         let mut guard = CancelGuard { key, cancels: &self.inner.cancels, armed: true };
         let round_trip = async {
-            let call = Call { key, command, anonymous, fds, reply: reply_tx };
+            let call = Box::new(Call { key, command, anonymous, fds, reply: reply_tx });
             if self.inner.calls.send(ToDriver::Call(call)).await.is_err() {
                 return Err(Error::Disconnected(self.closed().await));
             }

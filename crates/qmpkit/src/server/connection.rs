@@ -387,7 +387,10 @@ impl<T: Io> Connection<T> {
                 progress = true;
                 continue;
             }
-            if self.eof || self.pending_output() > self.limits.high_water {
+            // After one read, let the loop run the requests and write their replies before
+            // it reads again: the next read usually finds nothing, and the reply should not
+            // wait for it.
+            if progress || self.eof || self.pending_output() > self.limits.high_water {
                 break;
             }
             let mut stack = [0u8; READ_CHUNK];

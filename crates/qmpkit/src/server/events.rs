@@ -2,7 +2,7 @@
 //! connection, applying QEMU's rate limits.
 //!
 //! An event is encoded once, when it is emitted, and the same bytes go to every connection.
-//! Each connection drains the broadcast into its own output buffer between messages, so an
+//! Each connection moves its queued events into its own output buffer between messages, so an
 //! event never lands inside another message, and drops it while the connection is still
 //! negotiating, as QEMU does.
 //!

@@ -141,7 +141,7 @@ impl FdSets {
                         None => json!({"fd": f.fd.as_raw_fd()}),
                     })
                     .collect();
-                json!({"fdset-id": id, "fds": fds})
+                json!({"fds": fds, "fdset-id": id})
             })
             .collect();
         Value::Array(list)

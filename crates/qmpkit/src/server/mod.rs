@@ -19,25 +19,25 @@
 //!
 //! #[derive(Deserialize)]
 //! struct SetSpeed {
-//!     speed: u32,
+//!     speed: i64,
 //!     #[serde(default)]
 //!     reason: Option<String>,
 //! }
 //!
 //! #[derive(Serialize)]
 //! struct Speed {
-//!     speed: u32,
+//!     speed: i64,
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut registry = Registry::new();
 //! // The event's description makes `query-qmp-schema` list it.
-//! registry.event(EventDef::new("SPEED_CHANGED").member(MemberDef::new("speed", "uint32")))?;
+//! registry.event(EventDef::new("SPEED_CHANGED").member(MemberDef::new("speed", "int")))?;
 //! // The description validates arguments with QEMU's texts before the handler runs.
 //! registry.command_with_context(
 //!     CommandDef::new("x-set-speed")
-//!         .arg(MemberDef::new("speed", "uint32"))
+//!         .arg(MemberDef::new("speed", "int"))
 //!         .arg(MemberDef::optional("reason", "str"))
 //!         .returns("int"),
 //!     |ctx, args: SetSpeed| async move {

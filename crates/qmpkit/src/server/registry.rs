@@ -367,7 +367,7 @@ impl Registry {
     }
 
     /// Describes an event, so that `query-qmp-schema` lists it. Events are sent with
-    /// [`EventSender`](super::EventSender); describing them is optional.
+    /// [`EventSender`]; describing them is optional.
     ///
     /// # Errors
     /// [`RegistryError::Duplicate`] when an event of that name exists.
@@ -516,7 +516,7 @@ impl Registry {
                 };
                 let opaque = arguments.get("opaque").and_then(Value::as_str).map(str::to_owned);
                 let (set, fd) = ctx.shared.fdsets.add(int_arg("fdset-id"), fd, opaque).map_err(QmpError::generic)?;
-                Ok(json!({"fdset-id": set, "fd": fd}))
+                Ok(json!({"fd": fd, "fdset-id": set}))
             }
             BuiltinCommand::RemoveFd => {
                 let set = int_arg("fdset-id").unwrap_or_default();

@@ -1,1 +1,287 @@
+//! Unit tests of the server's own machinery: the registry without transport, throttling in
+//! virtual time, shutdown, handler panics. The protocol checklist runs in
+//! `qmpkit-tests/tests/server_protocol.rs`.
 
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines, ReadHalf, WriteHalf};
+
+use super::*;
+
+/// A negotiated client over duplex.
+struct TestClient {
+    lines: Lines<BufReader<ReadHalf<DuplexStream>>>,
+    write: WriteHalf<DuplexStream>,
+    task: tokio::task::JoinHandle<Result<(), ConnectionError>>,
+}
+
+impl TestClient {
+    async fn connect(server: &Server) -> TestClient {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let task = tokio::spawn({
+            let server = server.clone();
+            async move { server.serve_connection(theirs).await }
+        });
+        let (read, write) = tokio::io::split(ours);
+        let mut client = TestClient { lines: BufReader::new(read).lines(), write, task };
+        client.line().await;
+        client.send(r#"{"execute": "qmp_capabilities", "arguments": {"enable": ["oob"]}}"#).await;
+        assert_eq!(client.line().await, r#"{"return": {}}"#);
+        client
+    }
+
+    async fn send(&mut self, text: &str) {
+        self.write.write_all(text.as_bytes()).await.unwrap();
+    }
+
+    async fn line(&mut self) -> String {
+        tokio::time::timeout(Duration::from_secs(30), self.lines.next_line()).await.expect("a line").unwrap().unwrap()
+    }
+
+    /// The next line, or `None` when nothing comes within a (virtual) second.
+    async fn maybe_line(&mut self) -> Option<String> {
+        tokio::time::timeout(Duration::from_secs(1), self.lines.next_line()).await.ok().map(|l| l.unwrap().unwrap())
+    }
+}
+
+fn event_name_and_data(line: &str) -> (String, Value) {
+    let v: Value = serde_json::from_str(line).unwrap();
+    (v["event"].as_str().unwrap().to_owned(), v.get("data").cloned().unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn registry_is_callable_without_transport() {
+    let mut registry = Registry::new();
+    registry
+        .command(CommandDef::new("x-echo").arg(MemberDef::new("s", "str")).returns("str"), |args: Value| async move {
+            Ok::<_, QmpError>(args["s"].clone())
+        })
+        .unwrap();
+    registry.command(CommandDef::new("x-nothing"), |(): ()| async { Ok::<_, QmpError>(()) }).unwrap();
+    type Case = (&'static str, Value, Result<Value, (&'static str, &'static str)>);
+    let cases: Vec<Case> = vec![
+        ("x-echo", json!({"s": "hi"}), Ok(json!("hi"))),
+        ("x-nothing", Value::Null, Ok(json!({}))),
+        ("x-echo", json!({}), Err(("GenericError", "Parameter 's' is missing"))),
+        ("x-echo", json!({"s": 1}), Err(("GenericError", "Invalid parameter type for 's', expected: string"))),
+        ("x-echo", json!({"s": "a", "t": 1}), Err(("GenericError", "Parameter 't' is unexpected"))),
+        ("x-nope", Value::Null, Err(("CommandNotFound", "The command x-nope has not been found"))),
+        (
+            "qmp_capabilities",
+            Value::Null,
+            Err(("CommandNotFound", "Capabilities negotiation is already complete, command ignored")),
+        ),
+        (
+            "query-commands",
+            Value::Null,
+            Ok(json!([
+            {"name": "qmp_capabilities"}, {"name": "query-commands"}, {"name": "query-qmp-schema"},
+            {"name": "query-version"}, {"name": "x-echo"}, {"name": "x-nothing"}])),
+        ),
+    ];
+    for (name, args, expected) in cases {
+        let got = registry.call(name, args.clone()).await;
+        let got = got.map_err(|e| (e.class.name().to_owned(), e.desc));
+        let expected = expected.map_err(|(c, d)| (c.to_owned(), d.to_owned()));
+        assert_eq!(got, expected, "{name} {args}");
+    }
+    let schema = registry.call("query-qmp-schema", Value::Null).await.unwrap();
+    assert_eq!(schema, registry.introspect().unwrap());
+    assert_eq!(
+        schema[0],
+        json!({"name": "qmp_capabilities", "meta-type": "command", "arg-type": "0", "ret-type": "1"})
+    );
+}
+
+#[test]
+fn duplicate_registrations_are_errors() {
+    let mut registry = Registry::new();
+    let def = || CommandDef::new("query-version");
+    let err = registry.command(def(), |(): ()| async { Ok::<_, QmpError>(()) }).unwrap_err();
+    assert!(matches!(err, RegistryError::Duplicate(ref n) if n == "query-version"), "{err}");
+    registry.fd_commands().unwrap();
+    assert!(matches!(registry.fd_commands(), Err(RegistryError::Duplicate(_))));
+    registry.event(EventDef::new("STOP")).unwrap();
+    assert!(matches!(registry.event(EventDef::new("STOP")), Err(RegistryError::Duplicate(_))));
+    registry.type_(EnumDef::new("E", ["a"])).unwrap();
+    assert!(matches!(registry.type_(EnumDef::new("E", ["b"])), Err(RegistryError::Duplicate(_))));
+    // A reference to a type nobody defined shows when the server is built.
+    registry.command(CommandDef::new("x-bad").returns("Missing"), |(): ()| async { Ok::<_, QmpError>(()) }).unwrap();
+    assert!(matches!(Server::builder().registry(registry).build(), Err(RegistryError::Schema(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limited_events_follow_qemus_algorithm() {
+    let server = Server::builder().build().unwrap();
+    let mut client = TestClient::connect(&server).await;
+    let events = server.events();
+    while events.receivers() < 1 {
+        tokio::task::yield_now().await;
+    }
+    // A burst: the first at once, the last of the rest after a second, the others dropped.
+    for offset in 1..=5 {
+        events.emit("RTC_CHANGE", &json!({"offset": offset, "qom-path": "/machine/rtc"})).unwrap();
+    }
+    // Not limited: goes out at once, ahead of the held RTC_CHANGE.
+    events.emit_value("STOP", None);
+    // Keyed by `id`: a different port is a different burst.
+    events.emit("VSERPORT_CHANGE", &json!({"id": "a", "open": true})).unwrap();
+    events.emit("VSERPORT_CHANGE", &json!({"id": "b", "open": true})).unwrap();
+    events.emit("VSERPORT_CHANGE", &json!({"id": "a", "open": false})).unwrap();
+    let start = tokio::time::Instant::now();
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        let line = client.line().await;
+        got.push((event_name_and_data(&line), start.elapsed().as_millis() / 1000));
+    }
+    let expected = [
+        (("RTC_CHANGE".to_owned(), json!({"offset": 1, "qom-path": "/machine/rtc"})), 0),
+        (("STOP".to_owned(), Value::Null), 0),
+        (("VSERPORT_CHANGE".to_owned(), json!({"id": "a", "open": true})), 0),
+        (("VSERPORT_CHANGE".to_owned(), json!({"id": "b", "open": true})), 0),
+        (("RTC_CHANGE".to_owned(), json!({"offset": 5, "qom-path": "/machine/rtc"})), 1),
+        (("VSERPORT_CHANGE".to_owned(), json!({"id": "a", "open": false})), 1),
+    ];
+    let mut sorted = got.clone();
+    sorted.sort_by_key(|(_, t)| *t);
+    assert_eq!(sorted, got, "in time order");
+    assert_eq!(got[..4], expected[..4]);
+    assert!(got[4..].contains(&expected[4]) && got[4..].contains(&expected[5]), "{got:?}");
+    // The period that released the held event is running: a new one is held again.
+    let held = tokio::time::Instant::now();
+    events.emit("RTC_CHANGE", &json!({"offset": 6, "qom-path": "/machine/rtc"})).unwrap();
+    assert_eq!(event_name_and_data(&client.line().await).1["offset"], json!(6));
+    assert!(held.elapsed() >= Duration::from_millis(900), "held back {:?}", held.elapsed());
+    // Two quiet seconds end the burst: the next one goes out at once.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = tokio::time::Instant::now();
+    events.emit("RTC_CHANGE", &json!({"offset": 7, "qom-path": "/machine/rtc"})).unwrap();
+    client.line().await;
+    assert!(before.elapsed() < Duration::from_millis(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_is_configurable() {
+    let throttle = Throttle::none().limit("X_TICK", Duration::from_secs(5), None);
+    let server = Server::builder().throttle(throttle).build().unwrap();
+    let mut client = TestClient::connect(&server).await;
+    for i in 0..3 {
+        server.events().emit("X_TICK", &json!({"i": i})).unwrap();
+        server.events().emit("RTC_CHANGE", &json!({"offset": i})).unwrap();
+    }
+    let mut names = Vec::new();
+    for _ in 0..4 {
+        names.push(event_name_and_data(&client.line().await));
+    }
+    assert_eq!(names[0], ("X_TICK".into(), json!({"i": 0})));
+    // RTC_CHANGE is not limited by this configuration.
+    assert_eq!(names[1..4].iter().filter(|(n, _)| n == "RTC_CHANGE").count(), 3);
+    assert_eq!(event_name_and_data(&client.line().await), ("X_TICK".into(), json!({"i": 2})));
+    assert!(client.maybe_line().await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_finishes_running_commands_and_fails_queued_ones() {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let mut registry = Registry::new();
+    registry
+        .command(CommandDef::new("x-wait"), {
+            let gate = gate.clone();
+            move |(): ()| {
+                let gate = gate.clone();
+                async move {
+                    gate.acquire().await.unwrap().forget();
+                    Ok::<_, QmpError>("done")
+                }
+            }
+        })
+        .unwrap();
+    let server = Server::builder().registry(registry).build().unwrap();
+    let mut client = TestClient::connect(&server).await;
+    client.send(r#"{"execute": "x-wait", "id": 1}{"execute": "query-version", "id": 2}"#).await;
+    assert!(client.maybe_line().await.is_none());
+    server.shutdown();
+    assert!(client.maybe_line().await.is_none(), "the running command is not cut short");
+    gate.add_permits(1);
+    assert_eq!(client.line().await, r#"{"return": "done", "id": 1}"#);
+    assert_eq!(
+        client.line().await,
+        r#"{"id": 2, "error": {"class": "GenericError", "desc": "The server is shutting down"}}"#
+    );
+    assert!(tokio::time::timeout(Duration::from_secs(1), client.lines.next_line()).await.unwrap().unwrap().is_none());
+    client.task.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn serve_stops_accepting_and_closes_connections() {
+    let server = Server::builder().build().unwrap();
+    let listener = server.bind(&"127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let endpoint = listener.local_endpoint().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn({
+        let server = server.clone();
+        async move { server.serve([listener], async { stop_rx.await.unwrap() }).await }
+    });
+    let stream = crate::transport::Stream::connect(&endpoint).await.unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    assert!(lines.next_line().await.unwrap().unwrap().starts_with(r#"{"QMP": "#));
+    stop_tx.send(()).unwrap();
+    serving.await.unwrap().unwrap();
+    assert!(lines.next_line().await.unwrap().is_none(), "the connection is closed");
+    assert!(crate::transport::Stream::connect(&endpoint).await.is_err(), "no longer accepting");
+    assert_eq!(server.stats().connections, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_handler_fails_its_command_only() {
+    let mut registry = Registry::new();
+    registry
+        .command(CommandDef::new("x-panic"), |(): ()| async {
+            if true {
+                panic!("handler bug");
+            }
+            Ok::<_, QmpError>(())
+        })
+        .unwrap();
+    let server = Server::builder().registry(registry).build().unwrap();
+    let mut client = TestClient::connect(&server).await;
+    client.send(r#"{"execute": "x-panic", "id": 1}"#).await;
+    assert_eq!(
+        client.line().await,
+        r#"{"id": 1, "error": {"class": "GenericError", "desc": "The command x-panic failed unexpectedly"}}"#
+    );
+    client.send(r#"{"execute": "query-version", "id": 2}"#).await;
+    assert!(client.line().await.ends_with(r#""id": 2}"#));
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_reach_every_negotiated_connection_between_messages() {
+    let server = Server::builder().build().unwrap();
+    let mut a = TestClient::connect(&server).await;
+    let mut b = TestClient::connect(&server).await;
+    // A third connection still negotiating gets nothing.
+    let (c, theirs) = tokio::io::duplex(4096);
+    tokio::spawn({
+        let server = server.clone();
+        async move { server.serve_connection(theirs).await }
+    });
+    let mut c = BufReader::new(c).lines();
+    c.next_line().await.unwrap();
+    // Big replies interleaved with many events: every line stays a whole message.
+    for i in 0..50 {
+        server.events().emit("X_EVENT", &json!({"i": i})).unwrap();
+        a.send(r#"{"execute": "query-qmp-schema"}"#).await;
+    }
+    let mut events = 0;
+    let mut replies = 0;
+    while events < 50 || replies < 50 {
+        let line = a.line().await;
+        let v: Value = serde_json::from_str(&line).expect("whole messages only");
+        if v.get("event").is_some() { events += 1 } else { replies += 1 }
+    }
+    for i in 0..50 {
+        assert_eq!(event_name_and_data(&b.line().await).1, json!({"i": i}));
+    }
+    assert!(tokio::time::timeout(Duration::from_secs(1), c.next_line()).await.is_err());
+}

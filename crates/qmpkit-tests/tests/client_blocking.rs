@@ -1,0 +1,61 @@
+//! The blocking client against real QEMU, from plain threads with no runtime of their own.
+
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use qmpkit::blocking::Client;
+use qmpkit::launch::Signal;
+use qmpkit::{CallOptions, Disconnect, Error, EventItem};
+use qmpkit_tests::{qemu_none, qemu_pc_paused, socket};
+
+#[test]
+fn executes_from_many_threads_at_once() {
+    let qemu = qemu_none();
+    let client = Client::connect(socket(&qemu)).unwrap();
+    assert!(client.oob_enabled());
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let client = client.clone();
+            std::thread::spawn(move || (0..25).all(|_| client.query_status().unwrap().running))
+        })
+        .collect();
+    assert!(threads.into_iter().all(|t| t.join().unwrap()));
+    assert!(client.execute_oob("query-yank", ()).unwrap().is_array());
+}
+
+#[test]
+fn events_arrive_between_calls() {
+    let qemu = qemu_pc_paused();
+    let client = Client::connect(socket(&qemu)).unwrap();
+    let events = client.subscribe(qmpkit::EventFilter::names(["RESUME", "STOP"]));
+    client.execute("cont", ()).unwrap();
+    client.execute("stop", ()).unwrap();
+    assert_eq!(events.recv_timeout(Duration::from_secs(5)).unwrap().name, "RESUME");
+    assert!(matches!(events.recv(), Some(EventItem::Event(e)) if e.name == "STOP"));
+    assert!(events.try_recv().is_none());
+    assert!(events.recv_timeout(Duration::from_millis(200)).unwrap_err().is_timeout());
+}
+
+#[test]
+fn qmp_errors_fds_timeouts_and_the_end() {
+    let qemu = qemu_none();
+    let client = Client::connect(socket(&qemu)).unwrap();
+    let refused = client.execute("no-such-command", ()).unwrap_err();
+    assert_eq!(refused.qmp_error().unwrap().desc, "The command no-such-command has not been found");
+
+    let (_r, w) = std::io::pipe().unwrap();
+    client.execute_with_fds("getfd", serde_json::json!({"fdname": "f"}), [OwnedFd::from(w)]).unwrap();
+
+    qemu.signal(Signal::STOP).unwrap();
+    let slow = client.call("query-status", (), CallOptions::new().timeout(Some(Duration::from_millis(200))));
+    assert!(slow.unwrap_err().is_timeout());
+    qemu.signal(Signal::CONT).unwrap();
+    assert!(client.query_status().unwrap().running);
+
+    qemu.signal(Signal::KILL).unwrap();
+    let after = client.query_status();
+    assert!(matches!(after, Err(Error::Disconnected(_))), "{after:?}");
+    assert!(client.closed_reason().is_some());
+    client.close();
+    assert!(!matches!(client.closed_reason(), Some(Disconnect::Closed)));
+}

@@ -1,0 +1,322 @@
+//! Shared by the `server_*` tests (included with `#[path]`): a server that answers like QEMU
+//! 10.0.2 with `-machine none` for the commands the transcripts use, and a driver that
+//! replays transcript excerpts against it.
+//!
+//! Script lines use the format of the lab transcripts (`../shared/qemu-*/transcripts`):
+//! `C: ` bytes to send, `S: ` one expected message, `# ` comments, with `\r \n \t \\ \xNN`
+//! escapes. Directives: `F<n>: ` sends bytes with `n` file descriptors attached
+//! (`SCM_RIGHTS`, unix connections only); `!connect` starts a new connection (the previous
+//! one is closed); `!silent` checks that nothing more arrives; `!release` lets one blocked
+//! `x-block` command finish; `!emit NAME` emits a data-less event. Event timestamps are compared as `{..}`.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use qmpkit::server::{CommandDef, EnumDef, EventDef, MemberDef, ObjectDef, QmpError, Registry, Server, TypeRef};
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Semaphore;
+
+/// QEMU 10.0.2's package string, as the transcripts show it.
+pub const PACKAGE: &str = "Debian 1:10.0.2+ds-2+deb13u1~bpo12+1";
+
+/// A server like QEMU 10.0.2 and the semaphore `x-block` waits on.
+pub fn qemu_like() -> (Server, Arc<Semaphore>) {
+    qemu_like_with(|b| b)
+}
+
+/// As [`qemu_like`], with changes to the builder.
+pub fn qemu_like_with(
+    f: impl FnOnce(qmpkit::server::ServerBuilder) -> qmpkit::server::ServerBuilder,
+) -> (Server, Arc<Semaphore>) {
+    let blocker = Arc::new(Semaphore::new(0));
+    let registry = qemu_registry(blocker.clone());
+    let builder = Server::builder().version(10, 0, 2).package(PACKAGE).registry(registry);
+    (f(builder).build().expect("valid schema"), blocker)
+}
+
+/// The commands: the ones the transcripts use, with QEMU's argument types.
+pub fn qemu_registry(blocker: Arc<Semaphore>) -> Registry {
+    let mut r = Registry::new();
+    r.fd_commands().unwrap();
+    r.type_(
+        ObjectDef::new("StatusInfo").member(MemberDef::new("running", "bool")).member(MemberDef::new("status", "str")),
+    )
+    .unwrap();
+    r.command(CommandDef::new("query-status").returns("StatusInfo"), |(): ()| async {
+        Ok::<_, QmpError>(json!({"status": "running", "running": true}))
+    })
+    .unwrap();
+    r.command(
+        CommandDef::new("human-monitor-command")
+            .arg(MemberDef::new("command-line", "str"))
+            .arg(MemberDef::optional("cpu-index", "int"))
+            .returns("str"),
+        |args: Value| async move {
+            let line = args["command-line"].as_str().unwrap_or_default().to_owned();
+            Ok::<_, QmpError>(match line.as_str() {
+                "info status" => "VM status: running\r\n".to_owned(),
+                "" => String::new(),
+                other => format!("unknown command: '{other}'\r\n"),
+            })
+        },
+    )
+    .unwrap();
+    r.type_(EnumDef::new("CpuModelExpansionType", ["static", "full"])).unwrap();
+    r.type_(
+        ObjectDef::new("CpuModelInfo")
+            .member(MemberDef::new("name", "str"))
+            .member(MemberDef::optional("props", "any")),
+    )
+    .unwrap();
+    r.command(
+        CommandDef::new("query-cpu-model-expansion")
+            .arg(MemberDef::new("type", "CpuModelExpansionType"))
+            .arg(MemberDef::new("model", "CpuModelInfo"))
+            .returns("CpuModelInfo"),
+        |args: Value| async move { Ok::<_, QmpError>(json!({"model": args["model"]})) },
+    )
+    .unwrap();
+    r.type_(
+        ObjectDef::new("YankInstance").member(MemberDef::new("type", "str")).member(MemberDef::optional("id", "str")),
+    )
+    .unwrap();
+    r.command(CommandDef::new("query-yank").returns(TypeRef::array("YankInstance")).allow_oob(), |(): ()| async {
+        Ok::<_, QmpError>(json!([{"type": "chardev", "id": "compat_monitor0"}]))
+    })
+    .unwrap();
+    r.event(EventDef::new("STOP")).unwrap();
+    r.event(EventDef::new("RESUME")).unwrap();
+    r.command_with_context(CommandDef::new("stop"), |ctx, (): ()| async move {
+        ctx.events().emit_value("STOP", None);
+        Ok::<_, QmpError>(())
+    })
+    .unwrap();
+    r.command_with_context(CommandDef::new("cont"), |ctx, (): ()| async move {
+        ctx.events().emit_value("RESUME", None);
+        Ok::<_, QmpError>(())
+    })
+    .unwrap();
+    // The stand-in for the lab's blockdev-add on a FIFO: it blocks until the test releases it.
+    r.command(CommandDef::new("x-block"), move |(): ()| {
+        let blocker = blocker.clone();
+        async move {
+            blocker.acquire().await.expect("never closed").forget();
+            Ok::<_, QmpError>(())
+        }
+    })
+    .unwrap();
+    r.type_(EnumDef::new(
+        "QapiErrorClass",
+        ["GenericError", "CommandNotFound", "DeviceNotActive", "DeviceNotFound", "KVMMissingCap"],
+    ))
+    .unwrap();
+    r.command(CommandDef::new("x-fail").arg(MemberDef::new("class", "QapiErrorClass")), |args: Value| async move {
+        let class = qmpkit::server::ErrorClass::from_name(args["class"].as_str().unwrap_or_default());
+        Err::<(), _>(QmpError::new(class, "failed as asked"))
+    })
+    .unwrap();
+    r
+}
+
+/// Decodes the transcripts' escapes.
+pub fn unescape(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 1 < bytes.len() {
+            match bytes[i + 1] {
+                b'r' => out.push(b'\r'),
+                b'n' => out.push(b'\n'),
+                b't' => out.push(b'\t'),
+                b'\\' => out.push(b'\\'),
+                b'x' => {
+                    let hex = std::str::from_utf8(&bytes[i + 2..i + 4]).unwrap();
+                    out.push(u8::from_str_radix(hex, 16).unwrap());
+                    i += 2;
+                }
+                other => panic!("unknown escape \\{}", other as char),
+            }
+            i += 2;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Replaces the numbers of event timestamps with `..` and fd numbers (which differ from
+/// QEMU's process to ours) with `N`.
+pub fn normalize(text: &str) -> String {
+    let text = normalize_timestamps(text);
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("\"fd\": ") {
+        let (head, tail) = rest.split_at(at + "\"fd\": ".len());
+        out.push_str(head);
+        out.push('N');
+        rest = tail.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    out.push_str(rest);
+    out
+}
+
+fn normalize_timestamps(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("\"timestamp\": {") {
+        let (head, tail) = rest.split_at(at + "\"timestamp\": {".len());
+        out.push_str(head);
+        let end = tail.find('}').expect("timestamp object ends");
+        out.push_str("..");
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// A client connection under test.
+pub struct Peer {
+    reader: Reader,
+    writer: Writer,
+    unix: Option<Arc<std::os::unix::net::UnixStream>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Peer {
+    /// Connects over an in-memory pipe.
+    pub fn duplex(server: &Server) -> Peer {
+        let (client, io) = tokio::io::duplex(64 * 1024);
+        let server = server.clone();
+        let task = tokio::spawn(async move {
+            let _ = server.serve_connection(io).await;
+        });
+        let (reader, writer) = tokio::io::split(client);
+        Peer { reader: Box::new(reader), writer: Box::new(writer), unix: None, task }
+    }
+
+    /// Connects over a unix socket pair, with fd passing.
+    pub fn unix(server: &Server) -> Peer {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        let theirs = tokio::net::UnixStream::from_std(theirs).unwrap();
+        let server = server.clone();
+        let task = tokio::spawn(async move {
+            let _ = server.serve_unix(theirs).await;
+        });
+        let ours = Arc::new(ours);
+        let dup = ours.try_clone().unwrap();
+        dup.set_nonblocking(true).unwrap();
+        let stream = tokio::net::UnixStream::from_std(dup).unwrap();
+        let (reader, writer) = stream.into_split();
+        Peer { reader: Box::new(reader), writer: Box::new(writer), unix: Some(ours), task }
+    }
+
+    /// Sends bytes.
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.unwrap();
+    }
+
+    /// Sends bytes with `n` file descriptors (ends of fresh socket pairs) attached.
+    pub fn send_with_fds(&mut self, bytes: &[u8], n: usize) {
+        use std::os::fd::AsFd;
+        let unix = self.unix.as_ref().expect("fd passing needs a unix peer");
+        let pipes: Vec<_> = (0..n).map(|_| std::os::unix::net::UnixStream::pair().unwrap()).collect();
+        let fds: Vec<_> = pipes.iter().map(|(_, w)| w.as_fd()).collect();
+        let mut space = vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(n))];
+        let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+        assert!(control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)));
+        let iov = [std::io::IoSlice::new(bytes)];
+        let sent = rustix::net::sendmsg(unix.as_fd(), &iov, &mut control, rustix::net::SendFlags::empty()).unwrap();
+        assert_eq!(sent, bytes.len());
+    }
+
+    /// Reads one message: a line ending in CRLF, or exactly `len` bytes when given.
+    pub async fn read_message(&mut self, len: Option<usize>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let read = async {
+            let mut byte = [0u8; 1];
+            loop {
+                let n = self.reader.read(&mut byte).await.unwrap();
+                assert_eq!(n, 1, "EOF after {:?}", String::from_utf8_lossy(&out));
+                out.push(byte[0]);
+                match len {
+                    Some(len) if out.len() == len => break,
+                    None if out.ends_with(b"\r\n") => break,
+                    _ => {}
+                }
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(10), read).await.is_err() {
+            panic!("no complete message; got {:?}", String::from_utf8_lossy(&out));
+        }
+        out
+    }
+
+    /// Checks that nothing arrives for a while (virtual time in the tests).
+    pub async fn silent(&mut self) {
+        let mut byte = [0u8; 1];
+        if let Ok(n) = tokio::time::timeout(Duration::from_secs(1), self.reader.read(&mut byte)).await {
+            panic!("expected silence, got {:?} ({n:?})", byte[0] as char);
+        }
+    }
+
+    /// Reads until EOF and returns what came.
+    pub async fn read_to_end(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), self.reader.read_to_end(&mut out))
+            .await
+            .expect("EOF in time")
+            .unwrap();
+        out
+    }
+
+    /// Closes the connection and waits for the server side to finish.
+    pub async fn close(self) {
+        drop(self.writer);
+        drop(self.reader);
+        drop(self.unix);
+        tokio::time::timeout(Duration::from_secs(10), self.task).await.expect("server side ends").unwrap();
+    }
+}
+
+/// Replays a transcript excerpt against `server`, starting with a new connection.
+pub async fn replay(server: &Server, blocker: &Semaphore, unix: bool, script: &str) {
+    let connect = || if unix { Peer::unix(server) } else { Peer::duplex(server) };
+    let mut peer = connect();
+    for (n, line) in script.lines().enumerate() {
+        let line = line.trim_start();
+        let n = n + 1;
+        if let Some(text) = line.strip_prefix("C: ") {
+            peer.send(&unescape(text)).await;
+        } else if let Some(rest) = line.strip_prefix('F') {
+            let (count, text) = rest.split_once(": ").expect("F<n>: bytes");
+            peer.send_with_fds(&unescape(text), count.parse().unwrap());
+        } else if let Some(text) = line.strip_prefix("S: ") {
+            let expected = String::from_utf8(unescape(text)).unwrap();
+            let len = if expected.contains("\"timestamp\": {") { None } else { Some(expected.len()) };
+            let got = String::from_utf8_lossy(&peer.read_message(len).await).into_owned();
+            assert_eq!(normalize(&got), normalize(&expected), "script line {n}: {line}");
+        } else if line == "!connect" {
+            peer.close().await;
+            peer = connect();
+        } else if line == "!silent" {
+            peer.silent().await;
+        } else if let Some(name) = line.strip_prefix("!emit ") {
+            server.events().emit_value(name, None);
+        } else if line == "!release" {
+            blocker.add_permits(1);
+        } else {
+            assert!(line.is_empty() || line.starts_with('#'), "script line {n}: unknown directive {line:?}");
+        }
+    }
+    peer.silent().await;
+    peer.close().await;
+}
