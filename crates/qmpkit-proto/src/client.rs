@@ -22,7 +22,7 @@
 //!
 //! let id = session.send(Command::new("query-status"), "my call").unwrap();
 //! let out = session.poll_transmit().unwrap();
-//! assert_eq!(out.bytes, b"{\"execute\":\"query-status\",\"id\":0}\n");
+//! assert_eq!(out.bytes, b"{\"execute\":\"query-status\",\"id\":0}");
 //! session.handle_input(b"{\"return\": {\"status\": \"running\", \"running\": true}, \"id\": 0}\r\n");
 //! match session.poll_event() {
 //!     Some(ClientEvent::Reply { data, response, .. }) => {
@@ -39,7 +39,9 @@ use serde_json::{Map, Value};
 use crate::error::{Error, MisuseError, ProtocolError};
 use crate::framer::{Framer, Limits, Mode};
 use crate::id::Id;
-use crate::message::{Capability, Command, Event, ExecKind, Greeting, QmpError, Response, ServerMessage};
+use crate::message::{
+    Capability, ClientMessage, Command, Event, ExecKind, Greeting, QmpError, RawResponse, ServerMessage,
+};
 use crate::pending::Pending;
 
 /// The id the session gives its own `qmp_capabilities` command.
@@ -122,8 +124,8 @@ pub enum ClientEvent<T> {
         data: T,
         /// The command's name.
         name: String,
-        /// The reply.
-        response: Response,
+        /// The reply, its value still JSON text; [`RawResponse::decode`] decodes it.
+        response: RawResponse,
     },
     /// An asynchronous event.
     Event(Event),
@@ -139,7 +141,7 @@ pub enum ClientEvent<T> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Dropped {
     /// A response whose id matches no pending call (its caller may have given up).
-    UnknownId(Response),
+    UnknownId(RawResponse),
     /// An error without id while no command without id was pending: the server could not
     /// parse something it was sent. One bad input can cause many of these.
     ServerParseError(QmpError),
@@ -406,7 +408,7 @@ impl<T> ClientSession<T> {
                     other => return Some(self.fail(other)),
                 },
             };
-            let message = match ServerMessage::decode(frame.as_bytes()) {
+            let message = match ClientMessage::decode(frame.as_bytes()) {
                 Ok(message) => message,
                 Err(e) => {
                     self.stats.malformed += 1;
@@ -435,7 +437,11 @@ impl<T> ClientSession<T> {
         }
     }
 
-    fn route(&mut self, message: ServerMessage) -> Option<ClientEvent<T>> {
+    fn route(&mut self, message: ClientMessage) -> Option<ClientEvent<T>> {
+        let message = match message {
+            ClientMessage::Response(response) => return self.route_response(response),
+            ClientMessage::Message(message) => message,
+        };
         match message {
             ServerMessage::Event(event) => {
                 self.stats.events += 1;
@@ -460,7 +466,12 @@ impl<T> ClientSession<T> {
                 self.greeting = Some(greeting.clone());
                 Some(ClientEvent::Greeting(greeting))
             }
-            ServerMessage::Response(response) => self.route_response(response),
+            // `ClientMessage::decode` hands responses over as `ClientMessage::Response`.
+            ServerMessage::Response(response) => {
+                self.stats.malformed += 1;
+                let got = response.to_value().to_string();
+                Some(ClientEvent::Dropped(Dropped::Malformed(ProtocolError::UnknownMessage(got))))
+            }
         }
     }
 
@@ -476,9 +487,12 @@ impl<T> ClientSession<T> {
         self.urgent.push_back(Transmit { id: command.id, bytes });
     }
 
-    fn route_response(&mut self, response: Response) -> Option<ClientEvent<T>> {
+    fn route_response(&mut self, response: RawResponse) -> Option<ClientEvent<T>> {
         if self.state == ClientState::AwaitingGreeting {
-            let got = response.to_value().to_string();
+            let got = match &response.result {
+                Ok(raw) => format!("{{\"return\":{}}}", raw.get()),
+                Err(error) => format!("{{\"error\":{}}}", serde_json::to_string(error).unwrap_or_default()),
+            };
             return Some(self.fail(Error::Protocol(ProtocolError::UnexpectedMessage {
                 state: ClientState::AwaitingGreeting.name(),
                 got,

@@ -7,7 +7,9 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::error::ProtocolError;
@@ -239,14 +241,12 @@ impl Command {
         Value::Object(envelope)
     }
 
-    /// Appends the command's bytes as a client sends them: compact JSON, then `\n`.
-    ///
-    /// The newline is not needed by today's QEMU, which reads a JSON stream, but it is
-    /// harmless whitespace there and it lets line-oriented peers and logs see whole messages.
+    /// Appends the command's bytes as a client sends them: compact JSON and nothing after it,
+    /// as qemu.qmp does. QEMU reads a JSON stream, so no separator is needed, and it reads its
+    /// input one byte per system call (about 3 µs a byte), so every byte saved is latency saved.
     pub fn encode(&self, out: &mut Vec<u8>) {
         // Writing a `Value` to a `Vec` cannot fail.
         let _ = serde_json::to_writer(&mut *out, &self.to_value());
-        out.push(b'\n');
     }
 }
 
@@ -459,6 +459,135 @@ pub enum ServerMessage {
     Event(Event),
 }
 
+/// A response as the client session routes it: the id and the error decoded, the `return`
+/// value kept as the server's JSON text, for the caller to decode into whatever it needs (a
+/// [`Value`], a typed result, or nothing at all). Routing a reply thus costs a scan of the
+/// message, not the construction of its whole value.
+#[derive(Clone, Debug)]
+pub struct RawResponse {
+    /// The id of the command, when it had one.
+    pub id: Option<Id>,
+    /// The `return` value as JSON text, or the error.
+    pub result: Result<Box<RawValue>, QmpError>,
+}
+
+impl PartialEq for RawResponse {
+    fn eq(&self, other: &Self) -> bool {
+        let same = match (&self.result, &other.result) {
+            (Ok(a), Ok(b)) => a.get() == b.get(),
+            (Err(a), Err(b)) => a == b,
+            _ => false,
+        };
+        same && self.id == other.id
+    }
+}
+
+impl RawResponse {
+    /// The response with its `return` value decoded.
+    ///
+    /// # Errors
+    /// [`ProtocolError::Unparsable`] when the value cannot be decoded (it was valid JSON when
+    /// routed, so this does not happen in practice).
+    pub fn decode(self) -> Result<Response, ProtocolError> {
+        let result = match self.result {
+            Ok(raw) => Ok(decode_json(raw.get().as_bytes()).map_err(|e| ProtocolError::Unparsable {
+                reason: e.to_string(),
+                excerpt: excerpt(raw.get().as_bytes()),
+            })?),
+            Err(error) => Err(error),
+        };
+        Ok(Response { id: self.id, result })
+    }
+}
+
+/// Decodes JSON into any type with no limit on nesting and without risk to the thread's stack:
+/// serde_json recurses once per level, and serde_stacker moves that recursion onto heap
+/// segments when the stack runs low.
+///
+/// # Errors
+/// The JSON error when the bytes are not valid JSON of that shape.
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.disable_recursion_limit();
+    let value = T::deserialize(serde_stacker::Deserializer::new(&mut de))?;
+    de.end()?;
+    Ok(value)
+}
+
+/// What a client needs to know about a frame before deciding where it goes.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "QMP", default, borrow, deserialize_with = "present")]
+    qmp: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    event: Option<&'a RawValue>,
+    #[serde(rename = "return", default, borrow, deserialize_with = "present")]
+    ret: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    error: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+}
+
+/// A member that is present, even when its value is `null` (a valid id).
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
+}
+
+/// A frame of server output as a client routes it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientMessage {
+    /// A greeting or an event, decoded in full (they are small).
+    Message(ServerMessage),
+    /// A response, its value left as JSON text.
+    Response(RawResponse),
+}
+
+impl ClientMessage {
+    /// Decodes one frame of server output for routing, as [`ServerMessage::decode`] does but
+    /// leaving a response's `return` value undecoded.
+    ///
+    /// # Errors
+    /// As [`ServerMessage::decode`].
+    pub fn decode(frame: &[u8]) -> Result<Self, ProtocolError> {
+        let envelope: Envelope<'_> = match decode_borrowed(frame) {
+            Ok(envelope) => envelope,
+            Err(e) if e.classify() == serde_json::error::Category::Data => {
+                return Err(ProtocolError::UnknownMessage(excerpt(frame)));
+            }
+            Err(e) => return Err(ProtocolError::Unparsable { reason: e.to_string(), excerpt: excerpt(frame) }),
+        };
+        let is_event = envelope.event.is_some_and(|e| e.get().starts_with('"'));
+        if envelope.qmp.is_some() || is_event {
+            return ServerMessage::decode(frame).map(ClientMessage::Message);
+        }
+        let id = match envelope.id {
+            Some(raw) => Some(Id::new(
+                decode_json(raw.get().as_bytes())
+                    .map_err(|e| ProtocolError::Unparsable { reason: e.to_string(), excerpt: excerpt(frame) })?,
+            )),
+            None => None,
+        };
+        if let Some(error) = envelope.error {
+            let error: Value = decode_json(error.get().as_bytes())
+                .map_err(|e| ProtocolError::Unparsable { reason: e.to_string(), excerpt: excerpt(frame) })?;
+            return Ok(ClientMessage::Response(RawResponse { id, result: Err(QmpError::from_value(&error)) }));
+        }
+        match envelope.ret {
+            Some(ret) => Ok(ClientMessage::Response(RawResponse { id, result: Ok(ret.to_owned()) })),
+            None => Err(ProtocolError::UnknownMessage(excerpt(frame))),
+        }
+    }
+}
+
+fn decode_borrowed(frame: &[u8]) -> Result<Envelope<'_>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(frame);
+    de.disable_recursion_limit();
+    let envelope = Envelope::deserialize(serde_stacker::Deserializer::new(&mut de))?;
+    de.end()?;
+    Ok(envelope)
+}
+
 impl ServerMessage {
     /// Decodes one frame of server output.
     ///
@@ -471,13 +600,7 @@ impl ServerMessage {
     /// token `inf` for an id that overflows a double), and the errors of
     /// [`ServerMessage::from_value`].
     pub fn decode(frame: &[u8]) -> Result<Self, ProtocolError> {
-        let mut de = serde_json::Deserializer::from_slice(frame);
-        de.disable_recursion_limit();
-        // serde_json recurses once per nesting level; serde_stacker moves the recursion onto
-        // heap-allocated stack segments when the thread's stack runs low, so a deeply nested
-        // message cannot overflow a small (tokio worker or test) thread stack.
-        let value = Value::deserialize(serde_stacker::Deserializer::new(&mut de)).and_then(|v| de.end().map(|()| v));
-        match value {
+        match decode_json::<Value>(frame) {
             Ok(value) => ServerMessage::from_value(value),
             Err(err) => Err(ProtocolError::Unparsable { reason: err.to_string(), excerpt: excerpt(frame) }),
         }
@@ -629,10 +752,10 @@ mod tests {
         let mut args = Map::new();
         args.insert("enable".into(), json!(["oob"]));
         Command::new("qmp_capabilities").with_arguments(args).with_id(1).encode(&mut out);
-        assert_eq!(out, b"{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]},\"id\":1}\n");
+        assert_eq!(out, b"{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]},\"id\":1}");
         out.clear();
         Command::new("query-yank").out_of_band().encode(&mut out);
-        assert_eq!(out, b"{\"exec-oob\":\"query-yank\"}\n");
+        assert_eq!(out, b"{\"exec-oob\":\"query-yank\"}");
     }
 
     #[test]

@@ -10,11 +10,13 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
 };
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
@@ -141,6 +143,171 @@ impl AsyncWrite for Stream {
     }
 }
 
+impl Stream {
+    /// Turns the stream into a [`Socket`], which waits only for read readiness.
+    ///
+    /// # Errors
+    /// The OS error when the socket cannot be registered with the runtime.
+    pub fn into_socket(self) -> io::Result<Socket> {
+        let (fd, unix): (OwnedFd, bool) = match self {
+            Stream::Unix(s) => (s.into_std()?.into(), true),
+            Stream::Tcp(s) => (s.into_std()?.into(), false),
+        };
+        Socket::new(fd, unix)
+    }
+}
+
+/// A connected unix or TCP socket registered with the runtime for read readiness only.
+///
+/// tokio's streams register for reading and writing at once, so every time the peer drains
+/// some of our send buffer the kernel reports the socket writable and the runtime wakes up for
+/// nothing. QEMU reads its input one byte per `recvmsg`, so against QEMU that is several
+/// useless wake-ups per command. A `Socket` writes with a plain non-blocking `send` and only
+/// when that would block does it wait for write readiness, on a duplicate of the descriptor
+/// registered for that wait alone.
+#[derive(Debug)]
+pub struct Socket {
+    fd: AsyncFd<OwnedFd>,
+    unix: bool,
+    /// While a write waits for room: a duplicate of `fd` registered for write readiness alone.
+    write_waiter: Mutex<Option<AsyncFd<OwnedFd>>>,
+}
+
+impl Socket {
+    fn new(fd: OwnedFd, unix: bool) -> io::Result<Socket> {
+        Ok(Socket { fd: register(fd, Interest::READABLE)?, unix, write_waiter: Mutex::new(None) })
+    }
+
+    /// Whether this is a unix socket, which can carry file descriptors.
+    #[must_use]
+    pub fn is_unix(&self) -> bool {
+        self.unix
+    }
+
+    /// Reads some bytes; `Ok(0)` is the end of the stream. Cancel-safe.
+    ///
+    /// # Errors
+    /// The OS error when reading fails.
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_read(cx, buf, None)).await
+    }
+
+    /// Reads some bytes and the file descriptors that came with them (unix sockets only).
+    /// Cancel-safe.
+    ///
+    /// # Errors
+    /// The OS error when reading fails.
+    pub async fn read_with_fds(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_read(cx, buf, Some(fds))).await
+    }
+
+    /// Polls for some bytes, and with `fds`, for the descriptors that came with them.
+    ///
+    /// # Errors
+    /// The OS error when reading fails.
+    pub fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        mut fds: Option<&mut Vec<OwnedFd>>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = std::task::ready!(self.fd.poll_read_ready(cx))?;
+            let read = guard.try_io(|fd| match fds.as_deref_mut() {
+                Some(fds) if self.unix => recv_fds(fd.as_fd(), buf, fds),
+                _ => Ok(rustix::net::recv(fd, &mut *buf, RecvFlags::empty())?.0),
+            });
+            if let Ok(result) = read {
+                return Poll::Ready(result);
+            }
+        }
+    }
+
+    /// Writes some of `bytes`, with `fds` attached when there are any, and returns how many
+    /// bytes went. Cancel-safe: dropped before it completes, it has written nothing.
+    ///
+    /// # Errors
+    /// The OS error when writing fails; [`io::ErrorKind::Unsupported`] for descriptors on TCP.
+    pub async fn write(&self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_write(cx, bytes, fds)).await
+    }
+
+    /// Polls to write some of `bytes`, with `fds` attached when there are any.
+    ///
+    /// # Errors
+    /// As [`Socket::write`].
+    pub fn poll_write(&self, cx: &mut Context<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Poll<io::Result<usize>> {
+        if !fds.is_empty() && !self.unix {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::Unsupported, "file descriptors need a unix socket")));
+        }
+        loop {
+            let sent = if fds.is_empty() {
+                rustix::net::send(self.fd.get_ref(), bytes, SendFlags::NOSIGNAL).map_err(io::Error::from)
+            } else {
+                send_fds(self.fd.get_ref().as_fd(), bytes, fds)
+            };
+            let mut waiter = self.write_waiter.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match sent {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // The send buffer is full: only now wait for room, on a duplicate registered
+                    // for writing alone, which is dropped (deregistered) once a write goes out.
+                    let waiter = match &mut *waiter {
+                        Some(waiter) => waiter,
+                        None => waiter.insert(register(rustix::io::dup(self.fd.get_ref())?, Interest::WRITABLE)?),
+                    };
+                    std::task::ready!(waiter.poll_write_ready(cx))?.clear_ready();
+                }
+                other => {
+                    waiter.take();
+                    return Poll::Ready(other);
+                }
+            }
+        }
+    }
+
+    /// Shuts down the writing direction, so the peer reads the end of the stream.
+    ///
+    /// # Errors
+    /// The OS error when the socket cannot be shut down.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        rustix::net::shutdown(self.fd.get_ref(), rustix::net::Shutdown::Write).map_err(Into::into)
+    }
+}
+
+/// Registers a descriptor with the runtime for one kind of readiness.
+///
+/// tokio deprecated the safe `AsyncFd::with_interest` because it cannot know that an arbitrary
+/// `AsRawFd` type keeps its descriptor open and unchanged; its replacement is `unsafe` for that
+/// reason. An `OwnedFd` owns its descriptor and closes it only when dropped, after the
+/// `AsyncFd` that holds it, so the contract holds by construction and no `unsafe` is needed here.
+#[allow(deprecated)]
+fn register(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
+    AsyncFd::with_interest(fd, interest)
+}
+
+fn send_fds(fd: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("too many file descriptors for one message"));
+    }
+    let iov = [io::IoSlice::new(bytes)];
+    rustix::net::sendmsg(fd, &iov, &mut control, SendFlags::NOSIGNAL).map_err(io::Error::from)
+}
+
+fn recv_fds(fd: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg = rustix::net::recvmsg(fd, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC).map_err(io::Error::from)?;
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
+        }
+    }
+    Ok(msg.bytes)
+}
+
 /// A listening socket, unix or TCP.
 #[derive(Debug)]
 pub enum Listener {
@@ -217,17 +384,7 @@ impl Drop for Listener {
 /// # Errors
 /// The OS error when sending fails.
 pub async fn send_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
-    stream
-        .async_io(Interest::WRITABLE, || {
-            let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
-            let mut control = SendAncillaryBuffer::new(&mut space);
-            if !control.push(SendAncillaryMessage::ScmRights(fds)) {
-                return Err(io::Error::other("too many file descriptors for one message"));
-            }
-            let iov = [io::IoSlice::new(bytes)];
-            rustix::net::sendmsg(stream.as_fd(), &iov, &mut control, SendFlags::NOSIGNAL).map_err(io::Error::from)
-        })
-        .await
+    stream.async_io(Interest::WRITABLE, || send_fds(stream.as_fd(), bytes, fds)).await
 }
 
 /// Writes all of `bytes`, with `fds` attached to the first `sendmsg`.
@@ -253,21 +410,7 @@ pub async fn write_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[BorrowedFd
 /// # Errors
 /// The OS error when reading fails.
 pub async fn read_with_fds(stream: &UnixStream, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
-    stream
-        .async_io(Interest::READABLE, || {
-            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
-            let mut control = RecvAncillaryBuffer::new(&mut space);
-            let mut iov = [io::IoSliceMut::new(buf)];
-            let msg = rustix::net::recvmsg(stream.as_fd(), &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)
-                .map_err(io::Error::from)?;
-            for message in control.drain() {
-                if let RecvAncillaryMessage::ScmRights(received) = message {
-                    fds.extend(received);
-                }
-            }
-            Ok(msg.bytes)
-        })
-        .await
+    stream.async_io(Interest::READABLE, || recv_fds(stream.as_fd(), buf, fds)).await
 }
 
 #[cfg(test)]

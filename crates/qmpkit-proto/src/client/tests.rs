@@ -21,7 +21,7 @@ fn events(session: &mut ClientSession<u32>) -> Vec<String> {
         out.push(match event {
             ClientEvent::Greeting(_) => "greeting".to_owned(),
             ClientEvent::Ready => "ready".to_owned(),
-            ClientEvent::Reply { data, response, .. } => match response.result {
+            ClientEvent::Reply { data, response, .. } => match response.decode().expect("decodable").result {
                 Ok(v) => format!("reply {data} ok {v}"),
                 Err(e) => format!("reply {data} err {}", e.desc),
             },
@@ -57,10 +57,10 @@ fn negotiates_oob_only_when_offered() {
         (
             GREETING_OOB,
             true,
-            "{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]},\"id\":\"__qmpkit-negotiate\"}\n",
+            "{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]},\"id\":\"__qmpkit-negotiate\"}",
         ),
-        (GREETING_NO_CAPS, true, "{\"execute\":\"qmp_capabilities\",\"id\":\"__qmpkit-negotiate\"}\n"),
-        (GREETING_OOB, false, "{\"execute\":\"qmp_capabilities\",\"id\":\"__qmpkit-negotiate\"}\n"),
+        (GREETING_NO_CAPS, true, "{\"execute\":\"qmp_capabilities\",\"id\":\"__qmpkit-negotiate\"}"),
+        (GREETING_OOB, false, "{\"execute\":\"qmp_capabilities\",\"id\":\"__qmpkit-negotiate\"}"),
     ];
     for (greeting, enable_oob, expected) in cases {
         let mut s: ClientSession<u32> = ClientSession::new(ClientConfig { enable_oob, ..ClientConfig::default() });
@@ -72,7 +72,7 @@ fn negotiates_oob_only_when_offered() {
         s.handle_input(NEGOTIATED);
         assert_eq!(events(&mut s), ["ready"]);
         assert_eq!(s.oob_enabled(), enable_oob && greeting == GREETING_OOB);
-        assert_eq!(transmitted(&mut s), ["{\"execute\":\"query-status\",\"id\":0}\n"]);
+        assert_eq!(transmitted(&mut s), ["{\"execute\":\"query-status\",\"id\":0}"]);
     }
 }
 
@@ -85,10 +85,10 @@ fn keeps_at_most_eight_in_band_commands_in_flight_with_oob() {
     assert_eq!(transmitted(&mut s).len(), 8);
     // An out-of-band command still goes out at once.
     s.send(Command::new("query-yank").out_of_band(), 99).unwrap();
-    assert_eq!(transmitted(&mut s), ["{\"exec-oob\":\"query-yank\",\"id\":10}\n"]);
+    assert_eq!(transmitted(&mut s), ["{\"exec-oob\":\"query-yank\",\"id\":10}"]);
     s.handle_input(b"{\"return\": [], \"id\": 10}\r\n{\"return\": {}, \"id\": 0}\r\n");
     assert_eq!(events(&mut s), ["reply 99 ok []", "reply 0 ok {}"]);
-    assert_eq!(transmitted(&mut s), ["{\"execute\":\"query-status\",\"id\":8}\n"]);
+    assert_eq!(transmitted(&mut s), ["{\"execute\":\"query-status\",\"id\":8}"]);
 }
 
 #[test]
@@ -127,7 +127,7 @@ fn id_less_commands_are_answered_in_order() {
     let mut s = ready_session(GREETING_NO_CAPS);
     s.send_without_id(Command::new("a"), 1).unwrap();
     s.send_without_id(Command::new("b"), 2).unwrap();
-    assert_eq!(transmitted(&mut s), ["{\"execute\":\"a\"}\n", "{\"execute\":\"b\"}\n"]);
+    assert_eq!(transmitted(&mut s), ["{\"execute\":\"a\"}", "{\"execute\":\"b\"}"]);
     s.handle_input(b"{\"return\": 1}\r\n{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}}\r\n");
     assert_eq!(events(&mut s), ["reply 1 ok 1", "reply 2 err no"]);
 }
@@ -206,14 +206,14 @@ fn greeting_only_and_no_handshake() {
     s.send(Command::new("q"), 1).unwrap();
     s.handle_input(b"{\"QMP\": {\"capabilities\": []}}\r\n");
     assert_eq!(events(&mut s), ["greeting", "ready"]);
-    assert_eq!(transmitted(&mut s), ["{\"execute\":\"q\",\"id\":0}\n"]);
+    assert_eq!(transmitted(&mut s), ["{\"execute\":\"q\",\"id\":0}"]);
 
     let mut s: ClientSession<u32> =
         ClientSession::new(ClientConfig { handshake: Handshake::None, ..ClientConfig::default() });
     assert_eq!(s.state(), ClientState::Ready);
     s.send(Command::new("guest-ping"), 1).unwrap();
-    assert_eq!(transmitted(&mut s), ["{\"execute\":\"guest-ping\",\"id\":0}\n"]);
-    s.handle_input(b"{\"return\": {}, \"id\": 0}\n");
+    assert_eq!(transmitted(&mut s), ["{\"execute\":\"guest-ping\",\"id\":0}"]);
+    s.handle_input(b"{\"return\": {}, \"id\": 0}");
     assert_eq!(events(&mut s), ["reply 1 ok {}"]);
 }
 
@@ -374,6 +374,7 @@ fn error_classes_survive_routing() {
     match s.poll_event() {
         Some(ClientEvent::Reply { response, name, .. }) => {
             assert_eq!(name, "x");
+            let response = response.decode().unwrap();
             assert_eq!(response.result.unwrap_err().class, ErrorClass::DeviceNotFound);
         }
         other => panic!("{other:?}"),

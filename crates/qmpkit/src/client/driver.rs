@@ -12,14 +12,15 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use qmpkit_proto::client::{ClientEvent, Dropped};
-use qmpkit_proto::{ClientSession, Command, Error as ProtoError, Id, Response};
+use qmpkit_proto::message::RawResponse;
+use qmpkit_proto::{ClientSession, Command, Error as ProtoError, Id};
+use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::client::events::Subscribers;
 use crate::error::{Disconnect, Error};
-use crate::transport;
+use crate::transport::Socket;
 
 /// How much the driver reads at a time.
 const READ_CHUNK: usize = 64 * 1024;
@@ -43,7 +44,7 @@ pub(crate) struct Call {
     /// File descriptors to send with the command's bytes.
     pub(crate) fds: Vec<OwnedFd>,
     /// Where the reply goes.
-    pub(crate) reply: oneshot::Sender<Result<Response, Error>>,
+    pub(crate) reply: oneshot::Sender<Result<RawResponse, Error>>,
 }
 
 /// What the session stores for a pending call.
@@ -51,7 +52,7 @@ pub(crate) struct Call {
 pub(crate) struct Pending {
     key: u64,
     name: String,
-    reply: oneshot::Sender<Result<Response, Error>>,
+    reply: oneshot::Sender<Result<RawResponse, Error>>,
 }
 
 /// What the handshake learned, sent once the session is ready.
@@ -61,10 +62,28 @@ pub(crate) struct Ready {
     pub(crate) oob: bool,
 }
 
+/// The read side of the connection.
+pub(crate) enum Reader {
+    /// A unix or TCP socket.
+    Socket(Arc<Socket>),
+    /// Any other stream.
+    Other(Box<dyn AsyncRead + Send + Unpin>),
+}
+
+impl Reader {
+    /// Reads some bytes. Cancel-safe.
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Reader::Socket(socket) => socket.read(buf).await,
+            Reader::Other(r) => r.read(buf).await,
+        }
+    }
+}
+
 /// The write side of the connection.
 pub(crate) enum Writer {
-    /// A unix socket, which can carry file descriptors.
-    Unix(OwnedWriteHalf),
+    /// A unix or TCP socket; a unix socket can carry file descriptors.
+    Socket(Arc<Socket>),
     /// Any other stream.
     Other(Box<dyn AsyncWrite + Send + Unpin>),
 }
@@ -74,11 +93,10 @@ impl Writer {
     /// future is dropped before it completes, nothing was written.
     async fn write_some(&mut self, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
         match self {
-            Writer::Unix(w) if !fds.is_empty() => {
+            Writer::Socket(socket) => {
                 let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
-                transport::send_with_fds(w.as_ref(), bytes, &borrowed).await
+                socket.write(bytes, &borrowed).await
             }
-            Writer::Unix(w) => w.write(bytes).await,
             Writer::Other(_) if !fds.is_empty() => {
                 Err(io::Error::new(io::ErrorKind::Unsupported, "file descriptors need a unix socket"))
             }
@@ -88,9 +106,13 @@ impl Writer {
 
     async fn shutdown(&mut self) {
         let _ = match self {
-            Writer::Unix(w) => w.shutdown().await,
+            Writer::Socket(socket) => socket.shutdown_write(),
             Writer::Other(w) => w.shutdown().await,
         };
+    }
+
+    fn can_pass_fds(&self) -> bool {
+        matches!(self, Writer::Socket(socket) if socket.is_unix())
     }
 }
 
@@ -133,7 +155,7 @@ impl Driver {
     /// Runs the connection until it ends.
     pub(crate) async fn run(
         mut self,
-        mut reader: Box<dyn AsyncRead + Send + Unpin>,
+        mut reader: Reader,
         mut writer: Writer,
         mut calls: mpsc::Receiver<ToDriver>,
         mut cancels: mpsc::UnboundedReceiver<u64>,
@@ -148,7 +170,7 @@ impl Driver {
                 biased;
                 Some(key) = cancels.recv() => self.cancel(key),
                 message = calls.recv() => match message {
-                    Some(ToDriver::Call(call)) => self.call(call, matches!(writer, Writer::Unix(_))),
+                    Some(ToDriver::Call(call)) => self.call(call, writer.can_pass_fds()),
                     // Every handle is gone, or one asked to close.
                     Some(ToDriver::Close) | None => break Disconnect::Closed,
                 },
@@ -283,7 +305,9 @@ impl Driver {
         for pending in self.session.drain() {
             // `quit` makes QEMU exit; the end of the stream is its success.
             let result = if pending.name == "quit" && matches!(reason, Disconnect::Eof) {
-                Ok(Response { id: None, result: Ok(serde_json::json!({})) })
+                let empty = RawValue::from_string("{}".to_owned())
+                    .map_err(|e| Error::Decode { command: "quit".into(), reason: e.to_string() });
+                empty.map(|empty| RawResponse { id: None, result: Ok(empty) })
             } else {
                 Err(Error::Disconnected(reason.clone()))
             };

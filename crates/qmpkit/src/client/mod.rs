@@ -40,14 +40,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use qmpkit_proto::client::Handshake;
+use qmpkit_proto::message::{RawResponse, decode_json};
 use qmpkit_proto::{ClientConfig, ClientSession, Command, Event, Greeting, Id, Limits, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use self::driver::{Call, Driver, ToDriver, Writer};
+use self::driver::{Call, Driver, Reader, ToDriver, Writer};
 use self::events::Subscribers;
 pub use self::events::{DEFAULT_EVENT_BUFFER, EventFilter, EventItem, EventStream};
 use crate::error::{Disconnect, Error};
@@ -196,13 +198,11 @@ impl ClientBuilder {
     /// # Errors
     /// As [`ClientBuilder::connect`], without [`Error::Connect`].
     pub async fn over_stream(self, stream: Stream) -> Result<Client, Error> {
-        match stream {
-            Stream::Unix(stream) => {
-                let (read, write) = stream.into_split();
-                self.start(Box::new(read), Writer::Unix(write), true).await
-            }
-            Stream::Tcp(stream) => self.over(stream).await,
-        }
+        let socket =
+            stream.into_socket().map_err(|e| Error::Connect { endpoint: "(stream)".into(), source: Arc::new(e) })?;
+        let fds = socket.is_unix();
+        let socket = Arc::new(socket);
+        self.start(Reader::Socket(socket.clone()), Writer::Socket(socket), fds).await
     }
 
     /// Runs the client over any byte stream, such as `tokio::io::duplex` in tests. File
@@ -215,15 +215,10 @@ impl ClientBuilder {
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (read, write) = tokio::io::split(io);
-        self.start(Box::new(read), Writer::Other(Box::new(write)), false).await
+        self.start(Reader::Other(Box::new(read)), Writer::Other(Box::new(write)), false).await
     }
 
-    async fn start(
-        self,
-        reader: Box<dyn AsyncRead + Send + Unpin>,
-        writer: Writer,
-        fds: bool,
-    ) -> Result<Client, Error> {
+    async fn start(self, reader: Reader, writer: Writer, fds: bool) -> Result<Client, Error> {
         let config = ClientConfig {
             handshake: self.handshake,
             enable_oob: self.enable_oob,
@@ -458,8 +453,19 @@ impl Client {
     /// [`Error::Decode`] when the result does not fit `R`, and the errors of
     /// [`Client::execute`].
     pub async fn execute_as<R: DeserializeOwned>(&self, name: &str, arguments: impl Serialize) -> Result<R, Error> {
-        let value = self.execute(name, arguments).await?;
-        serde_json::from_value(value).map_err(|e| Error::Decode { command: name.to_owned(), reason: e.to_string() })
+        // Straight from the reply's text into `R`, never through a `Value`.
+        let raw = self.execute_raw_json(name, arguments).await?;
+        decode_json(raw.get().as_bytes()).map_err(|e| Error::Decode { command: name.to_owned(), reason: e.to_string() })
+    }
+
+    /// Runs a command and returns its `return` value as the server's JSON text, undecoded: the
+    /// cheapest way to fetch a large result that is passed on or decoded into types of one's
+    /// own.
+    ///
+    /// # Errors
+    /// As [`Client::execute`].
+    pub async fn execute_raw_json(&self, name: &str, arguments: impl Serialize) -> Result<Box<RawValue>, Error> {
+        self.call_raw(name, arguments, CallOptions::new()).await
     }
 
     /// Runs a command with per-call options.
@@ -467,6 +473,16 @@ impl Client {
     /// # Errors
     /// As [`Client::execute`], [`Client::execute_oob`] and [`Client::execute_with_fds`].
     pub async fn call(&self, name: &str, arguments: impl Serialize, options: CallOptions) -> Result<Value, Error> {
+        let raw = self.call_raw(name, arguments, options).await?;
+        decode_json(raw.get().as_bytes()).map_err(|e| Error::Decode { command: name.to_owned(), reason: e.to_string() })
+    }
+
+    async fn call_raw(
+        &self,
+        name: &str,
+        arguments: impl Serialize,
+        options: CallOptions,
+    ) -> Result<Box<RawValue>, Error> {
         let arguments = to_arguments(name, arguments)?;
         let mut command = Command { kind: qmpkit_proto::ExecKind::Execute, name: name.to_owned(), arguments, id: None };
         if options.oob {
@@ -491,7 +507,9 @@ impl Client {
     /// [`Error::Misuse`] when the id is already pending, and the transport errors of
     /// [`Client::execute`].
     pub async fn execute_raw(&self, command: Command) -> Result<Response, Error> {
-        self.send(command, false, Vec::new(), self.inner.call_timeout).await
+        let name = command.name.clone();
+        let raw = self.send(command, false, Vec::new(), self.inner.call_timeout).await?;
+        raw.decode().map_err(|e| Error::Decode { command: name, reason: e.to_string() })
     }
 
     /// Sends a command with no id at all; its reply is the next id-less response, which is
@@ -500,7 +518,9 @@ impl Client {
     /// # Errors
     /// As [`Client::execute_raw`].
     pub async fn execute_raw_without_id(&self, command: Command) -> Result<Response, Error> {
-        self.send(command, true, Vec::new(), self.inner.call_timeout).await
+        let name = command.name.clone();
+        let raw = self.send(command, true, Vec::new(), self.inner.call_timeout).await?;
+        raw.decode().map_err(|e| Error::Decode { command: name, reason: e.to_string() })
     }
 
     /// Runs a command and waits for the first event that `filter` accepts, subscribing before
@@ -536,7 +556,7 @@ impl Client {
         anonymous: bool,
         fds: Vec<OwnedFd>,
         timeout: Option<Duration>,
-    ) -> Result<Response, Error> {
+    ) -> Result<RawResponse, Error> {
         if let Some(reason) = self.closed_reason() {
             return Err(Error::Disconnected(reason));
         }

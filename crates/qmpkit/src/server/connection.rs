@@ -24,8 +24,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,14 +33,13 @@ use std::task::{Context as TaskContext, Poll, ready};
 
 use qmpkit_proto::server::{Input, Request, ServerSession};
 use qmpkit_proto::{Id, QmpError};
-use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
-use tokio::net::UnixStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::Limits;
 use super::events::{ConnShared, Hub};
 use super::fds::lock;
 use super::registry::{BoxFuture, CommandResult, Context, Registry, Shared};
+use crate::transport::Socket;
 
 /// The size of the buffer one read fills; it lives on the stack only during the read, so
 /// an idle connection holds no read buffer.
@@ -100,51 +98,28 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for Plain<T> {
     }
 }
 
-/// A unix socket, reading with `recvmsg` to receive `SCM_RIGHTS` file descriptors.
-pub(crate) struct Unix(pub(crate) UnixStream);
+/// A unix or TCP socket registered for read readiness only (see
+/// [`Socket`](crate::transport::Socket)); a unix socket also receives `SCM_RIGHTS` descriptors.
+pub(crate) struct Sock(pub(crate) Socket);
 
-impl Io for Unix {
+impl Io for Sock {
     fn poll_read_fds(
         &mut self,
         cx: &mut TaskContext<'_>,
         buf: &mut ReadBuf<'_>,
         fds: &mut Vec<OwnedFd>,
     ) -> Poll<io::Result<()>> {
-        loop {
-            ready!(self.0.poll_read_ready(cx))?;
-            let stream = &self.0;
-            let unfilled = buf.initialize_unfilled();
-            let result = stream.try_io(Interest::READABLE, || {
-                let mut space =
-                    [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(crate::transport::MAX_FDS_PER_MESSAGE))];
-                let mut control = RecvAncillaryBuffer::new(&mut space);
-                let mut iov = [io::IoSliceMut::new(unfilled)];
-                let msg = rustix::net::recvmsg(stream.as_fd(), &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)
-                    .map_err(io::Error::from)?;
-                for message in control.drain() {
-                    if let RecvAncillaryMessage::ScmRights(received) = message {
-                        fds.extend(received);
-                    }
-                }
-                Ok(msg.bytes)
-            });
-            match result {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(err) => return Poll::Ready(Err(err)),
-            }
-        }
+        let n = ready!(self.0.poll_read(cx, buf.initialize_unfilled(), Some(fds)))?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
     }
 
     fn poll_write(&mut self, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        self.0.poll_write(cx, buf, &[])
     }
 
-    fn poll_shutdown(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+    fn poll_shutdown(&mut self, _: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.0.shutdown_write())
     }
 }
 

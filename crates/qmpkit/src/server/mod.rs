@@ -134,7 +134,7 @@ pub use qmpkit_schema::{
 };
 pub use registry::{BoxFuture, CommandResult, Context, Registry, RegistryError};
 
-use connection::{Connection, Io, Plain, Unix};
+use connection::{Connection, Io, Plain, Sock};
 use registry::Shared;
 
 /// Per-connection bounds.
@@ -451,7 +451,7 @@ impl Server {
     /// # Errors
     /// As [`Server::serve_connection`].
     pub async fn serve_unix(&self, stream: UnixStream) -> Result<(), ConnectionError> {
-        self.run(Unix(stream)).await
+        self.serve_stream(Stream::Unix(stream)).await
     }
 
     /// Serves one accepted [`Stream`], with fd passing when it is a unix socket.
@@ -459,10 +459,7 @@ impl Server {
     /// # Errors
     /// As [`Server::serve_connection`].
     pub async fn serve_stream(&self, stream: Stream) -> Result<(), ConnectionError> {
-        match stream {
-            Stream::Unix(stream) => self.serve_unix(stream).await,
-            Stream::Tcp(stream) => self.serve_connection(stream).await,
-        }
+        self.run(Sock(stream.into_socket()?)).await
     }
 
     async fn run<T: Io>(&self, io: T) -> Result<(), ConnectionError> {
