@@ -33,6 +33,8 @@ pub mod message;
 pub mod pending;
 pub mod qjson;
 pub mod server;
+#[doc(hidden)]
+pub mod transcript;
 
 pub use client::{ClientConfig, ClientEvent, ClientSession};
 pub use error::{Error, LimitError, MisuseError, ProtocolError};

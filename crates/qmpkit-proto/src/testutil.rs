@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::transcript::unescape;
+
 /// Who wrote a transcript line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Side {
@@ -24,35 +26,6 @@ pub(crate) fn is_elided(line: &[u8]) -> bool {
 pub(crate) struct Transcript {
     pub(crate) name: String,
     pub(crate) lines: Vec<(Side, Vec<u8>)>,
-}
-
-/// Undoes the transcript escaping: `\\`, `\r`, `\n`, `\t` and `\xNN`.
-pub(crate) fn unescape(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 1 < bytes.len() {
-            match bytes[i + 1] {
-                b'\\' => out.push(b'\\'),
-                b'r' => out.push(b'\r'),
-                b'n' => out.push(b'\n'),
-                b't' => out.push(b'\t'),
-                b'x' => {
-                    let hex = std::str::from_utf8(&bytes[i + 2..i + 4]).expect("hex digits");
-                    out.push(u8::from_str_radix(hex, 16).expect("hex digits"));
-                    i += 4;
-                    continue;
-                }
-                other => panic!("unknown escape \\{}", other as char),
-            }
-            i += 2;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 /// Every transcript of one QEMU version (`"7.2"` or `"10.0"`).

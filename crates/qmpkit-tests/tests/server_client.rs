@@ -1,14 +1,12 @@
 //! Our own client against our own server: over duplex, and over a unix socket with fd
 //! passing, out-of-band commands and events.
 
-#[path = "server_fixture.rs"]
-mod fixture;
+use qmpkit_tests::server_fixture as fixture;
 
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use qmpkit::Client;
-use qmpkit::transport::Endpoint;
 use serde_json::json;
 
 #[tokio::test(start_paused = true)]
@@ -40,13 +38,7 @@ async fn client_over_duplex() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_over_unix_socket_with_fds() {
     let (server, _blocker) = fixture::qemu_like();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("qmp.sock");
-    let listener = server.bind(&Endpoint::Unix(path.clone())).await.unwrap();
-    let serving = tokio::spawn({
-        let server = server.clone();
-        async move { server.serve([listener], std::future::pending()).await }
-    });
+    let (_dir, path, serving) = fixture::serve_on_unix(&server).await;
     let client = Client::connect(path.to_str().unwrap()).await.unwrap();
     let (_keep, write) = std::os::unix::net::UnixStream::pair().unwrap();
     let ret = client.execute_with_fds("add-fd", json!({"opaque": "ours"}), [OwnedFd::from(write)]).await.unwrap();

@@ -1,8 +1,7 @@
 //! A client that never reads while events flood: the server holds a bounded number of bytes
 //! for it, drops it at the bound, and keeps serving the other clients.
 
-#[path = "server_fixture.rs"]
-mod fixture;
+use qmpkit_tests::server_fixture as fixture;
 
 use std::time::Duration;
 

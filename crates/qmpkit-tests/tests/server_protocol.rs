@@ -5,8 +5,7 @@
 //! this test server does not have (`memsave`, `migrate-pause`, ...) and the two ids QEMU
 //! echoes as invalid JSON or a double (`1e400`, `2^64`).
 
-#[path = "server_fixture.rs"]
-mod fixture;
+use qmpkit_tests::server_fixture as fixture;
 
 use fixture::{qemu_like, qemu_like_with, replay};
 

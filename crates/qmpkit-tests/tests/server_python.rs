@@ -5,15 +5,13 @@
 //! The venv comes from `scripts/test` (`QMPKIT_PYTHON`), or `target/venv` for local runs;
 //! without it the test fails, it is not skipped.
 
-#[path = "server_fixture.rs"]
-mod fixture;
+use qmpkit_tests::server_fixture as fixture;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use qmpkit::server::{CommandDef, MemberDef, QmpError, Server};
-use qmpkit::transport::Endpoint;
 use serde_json::Value;
 
 fn python() -> PathBuf {
@@ -51,13 +49,7 @@ async fn qemu_qmp_against_our_server() {
         )
         .unwrap();
     let server = Server::builder().version(10, 0, 2).package(fixture::PACKAGE).registry(registry).build().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("qmp.sock");
-    let listener = server.bind(&Endpoint::Unix(path.clone())).await.unwrap();
-    let serving = tokio::spawn({
-        let server = server.clone();
-        async move { server.serve([listener], std::future::pending()).await }
-    });
+    let (_dir, path, serving) = fixture::serve_on_unix(&server).await;
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/qmp_peer.py");
     let run = tokio::process::Command::new(&python).arg(&script).arg(&path).output();

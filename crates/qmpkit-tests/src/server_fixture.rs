@@ -1,20 +1,19 @@
-//! Shared by the `server_*` tests (included with `#[path]`): a server that answers like QEMU
+//! Shared by the `server_*` tests: a server that answers like QEMU
 //! 10.0.2 with `-machine none` for the commands the transcripts use, and a driver that
 //! replays transcript excerpts against it.
 //!
-//! Script lines use the format of the lab transcripts (`../shared/qemu-*/transcripts`):
+//! Script lines use the format of the lab transcripts (QEMU transcripts of `crates/qmpkit-proto/tests/data`):
 //! `C: ` bytes to send, `S: ` one expected message, `# ` comments, with `\r \n \t \\ \xNN`
 //! escapes. Directives: `F<n>: ` sends bytes with `n` file descriptors attached
 //! (`SCM_RIGHTS`, unix connections only); `!connect` starts a new connection (the previous
 //! one is closed); `!silent` checks that nothing more arrives; `!release` lets one blocked
 //! `x-block` command finish; `!emit NAME` emits a data-less event. Event timestamps are compared as `{..}`.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use qmpkit::server::{CommandDef, EnumDef, EventDef, MemberDef, ObjectDef, QmpError, Registry, Server, TypeRef};
+use qmpkit_proto::transcript::unescape;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
@@ -121,32 +120,22 @@ pub fn qemu_registry(blocker: Arc<Semaphore>) -> Registry {
     r
 }
 
-/// Decodes the transcripts' escapes.
-pub fn unescape(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 1 < bytes.len() {
-            match bytes[i + 1] {
-                b'r' => out.push(b'\r'),
-                b'n' => out.push(b'\n'),
-                b't' => out.push(b'\t'),
-                b'\\' => out.push(b'\\'),
-                b'x' => {
-                    let hex = std::str::from_utf8(&bytes[i + 2..i + 4]).unwrap();
-                    out.push(u8::from_str_radix(hex, 16).unwrap());
-                    i += 2;
-                }
-                other => panic!("unknown escape \\{}", other as char),
-            }
-            i += 2;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    out
+/// Serves `server` on a unix socket in a fresh temporary directory, until the test ends.
+/// Returns the directory (removed when dropped), the socket's path and the serving task.
+///
+/// # Panics
+/// When the socket cannot be bound.
+pub async fn serve_on_unix(
+    server: &Server,
+) -> (tempfile::TempDir, std::path::PathBuf, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("qmp.sock");
+    let listener = server.bind(&qmpkit::transport::Endpoint::Unix(path.clone())).await.expect("bind the unix socket");
+    let serving = tokio::spawn({
+        let server = server.clone();
+        async move { server.serve([listener], std::future::pending()).await }
+    });
+    (dir, path, serving)
 }
 
 /// Replaces the numbers of event timestamps with `..` and fd numbers (which differ from
