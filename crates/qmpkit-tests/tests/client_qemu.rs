@@ -72,6 +72,36 @@ async fn a_hundred_tasks_share_one_connection() {
 }
 
 #[tokio::test]
+async fn without_in_band_ids_concurrent_callers_still_get_their_own_replies() {
+    let qemu = qemu_none();
+    let client = Client::builder().in_band_ids(false).connect(socket(&qemu)).await.unwrap();
+    let tasks: Vec<_> = (0..40)
+        .map(|n| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                if n % 4 == 0 {
+                    client.execute_oob("query-yank", ()).await.map(|v| v.is_array().to_string())
+                } else if n % 2 == 0 {
+                    client.query_status().await.map(|s| s.status.to_string())
+                } else {
+                    client.execute("query-name", ()).await.map(|v| v.to_string())
+                }
+            })
+        })
+        .collect();
+    for (n, task) in tasks.into_iter().enumerate() {
+        let expected = if n % 4 == 0 {
+            "true"
+        } else if n % 2 == 0 {
+            "running"
+        } else {
+            "{}"
+        };
+        assert_eq!(task.await.unwrap().unwrap(), expected);
+    }
+}
+
+#[tokio::test]
 async fn stop_and_cont_with_their_events() {
     let qemu = qemu_pc_paused();
     let client = connect(&qemu).await;

@@ -439,3 +439,37 @@ async fn closing_the_client_fails_pending_calls_and_ends_streams() {
     // The server sees the end of the stream.
     assert!(peer.recv().await.is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn without_in_band_ids_replies_match_in_order_and_oob_keeps_its_id() {
+    let (client, mut peer) = connected_with(Client::builder().in_band_ids(false), GREETING_OOB).await;
+    let calls: Vec<_> = (0..3)
+        .map(|n| {
+            tokio::spawn({
+                let client = client.clone();
+                async move { client.execute("echo", json!({"n": n})).await }
+            })
+        })
+        .collect();
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        let cmd = peer.recv().await.unwrap();
+        assert!(cmd.get("id").is_none(), "{cmd}");
+        sent.push(cmd);
+    }
+    let oob = tokio::spawn({
+        let client = client.clone();
+        async move { client.execute_oob("query-yank", ()).await }
+    });
+    let yank = peer.expect("query-yank").await;
+    assert!(yank.get("id").is_some());
+    // The out-of-band reply overtakes; the in-band ones come in order, without ids.
+    peer.reply(&yank, json!("oob")).await;
+    for cmd in &sent {
+        peer.send_json(&json!({"return": cmd["arguments"]["n"]})).await;
+    }
+    assert_eq!(oob.await.unwrap().unwrap(), json!("oob"));
+    for (n, call) in calls.into_iter().enumerate() {
+        assert_eq!(call.await.unwrap().unwrap(), json!(n));
+    }
+}

@@ -211,14 +211,27 @@ impl Socket {
         buf: &mut [u8],
         mut fds: Option<&mut Vec<OwnedFd>>,
     ) -> Poll<io::Result<usize>> {
+        let with_fds = fds.is_some() && self.unix;
+        let len = buf.len();
         loop {
             let mut guard = std::task::ready!(self.fd.poll_read_ready(cx))?;
             let read = guard.try_io(|fd| match fds.as_deref_mut() {
                 Some(fds) if self.unix => recv_fds(fd.as_fd(), buf, fds),
                 _ => Ok(rustix::net::recv(fd, &mut *buf, RecvFlags::empty())?.0),
             });
-            if let Ok(result) = read {
-                return Poll::Ready(result);
+            match read {
+                Ok(Ok(n)) => {
+                    // A short plain read drained the socket, so the next read would only say
+                    // "would block": wait for the next readiness event instead, as tokio's own
+                    // streams do. Not with descriptors: `recvmsg` on a unix socket also stops
+                    // short before a message that carries descriptors, with more data waiting.
+                    if !with_fds && n > 0 && n < len {
+                        guard.clear_ready();
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => {}
             }
         }
     }

@@ -48,8 +48,9 @@ const WORKLOADS: [&str; 3] = ["seq", "concurrent", "schema"];
 /// separates the client's own overhead from the size of what it sends. `qmpkit` decodes each
 /// result into a `serde_json::Value` (`Client::execute`); `qmpkit-json` takes it as undecoded
 /// JSON text (`Client::execute_raw_json`), the way to fetch a large result that is passed on or
-/// decoded into one's own types.
-const CLIENTS: [&str; 5] = ["raw", "raw-id", "qmpkit", "qmpkit-json", "qemu.qmp"];
+/// decoded into one's own types. `qmpkit-lean` sends in-band commands without ids
+/// (`ClientBuilder::in_band_ids(false)`), the same bytes as `raw`.
+const CLIENTS: [&str; 6] = ["raw", "raw-id", "qmpkit", "qmpkit-lean", "qmpkit-json", "qemu.qmp"];
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -67,6 +68,8 @@ struct Ratios {
     seq_ops_vs_raw: f64,
     /// qmpkit's sequential ops/s over the raw client sending the same bytes.
     seq_ops_vs_raw_id: f64,
+    /// qmpkit without in-band ids: sequential ops/s over the raw client's (the same bytes).
+    lean_seq_ops_vs_raw: f64,
     /// qmpkit's CPU per sequential op over qemu.qmp's (goal: at most 1/6).
     seq_cpu_vs_qemu_qmp: f64,
     /// qmpkit's CPU per concurrent op over qemu.qmp's.
@@ -110,12 +113,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                     "raw" | "raw-id" if *workload == "concurrent" => continue,
                     "raw" => raw(&socket, workload, count, false)?,
                     "raw-id" => raw(&socket, workload, count, true)?,
-                    client @ ("qmpkit" | "qmpkit-json") => {
+                    "qmpkit-lean" if *workload == "schema" => continue,
+                    client @ ("qmpkit" | "qmpkit-json" | "qmpkit-lean") => {
                         let (socket, workload) = (socket.clone(), (*workload).to_owned());
-                        let json = client == "qmpkit-json";
+                        let variant = client.to_owned();
                         // As a spawned task, not as `block_on`'s own future, which the
                         // current-thread runtime polls with extra I/O checks.
-                        let task = async move { qmpkit_client(&socket, &workload, count, json).await };
+                        let task = async move { qmpkit_client(&socket, &workload, count, &variant).await };
                         runtime.block_on(runtime.spawn(task))??
                     }
                     _ => python_client(&python, &qemu, workload, count)?,
@@ -149,6 +153,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let ratios = Ratios {
         seq_ops_vs_raw: get("seq", "qmpkit").ops_per_sec / get("seq", "raw").ops_per_sec,
         seq_ops_vs_raw_id: get("seq", "qmpkit").ops_per_sec / get("seq", "raw-id").ops_per_sec,
+        lean_seq_ops_vs_raw: get("seq", "qmpkit-lean").ops_per_sec / get("seq", "raw").ops_per_sec,
         seq_cpu_vs_qemu_qmp: get("seq", "qmpkit").cpu_us_per_op / get("seq", "qemu.qmp").cpu_us_per_op,
         concurrent_cpu_vs_qemu_qmp: get("concurrent", "qmpkit").cpu_us_per_op
             / get("concurrent", "qemu.qmp").cpu_us_per_op,
@@ -187,6 +192,7 @@ fn print_table(report: &Report) {
     println!("|---|---:|---|");
     println!("| qmpkit seq ops/s / raw seq ops/s | {:.3} | >= 0.95 |", r.seq_ops_vs_raw);
     println!("| qmpkit seq ops/s / raw-id seq ops/s (same bytes) | {:.3} | |", r.seq_ops_vs_raw_id);
+    println!("| qmpkit-lean seq ops/s / raw seq ops/s (same bytes) | {:.3} | >= 0.95 |", r.lean_seq_ops_vs_raw);
     println!(
         "| qmpkit seq CPU/op / qemu.qmp seq CPU/op | {:.3} (1/{:.1}) | <= 1/6 |",
         r.seq_cpu_vs_qemu_qmp,
@@ -252,8 +258,15 @@ fn raw(socket: &std::path::Path, workload: &str, count: usize, ids: bool) -> any
     Ok(figures(count, wall0.elapsed(), cpu_time() - cpu0))
 }
 
-async fn qmpkit_client(socket: &std::path::Path, workload: &str, count: usize, json: bool) -> anyhow::Result<Figures> {
-    let client = qmpkit::Client::connect(socket.display().to_string()).await?;
+async fn qmpkit_client(
+    socket: &std::path::Path,
+    workload: &str,
+    count: usize,
+    variant: &str,
+) -> anyhow::Result<Figures> {
+    let json = variant == "qmpkit-json";
+    let builder = qmpkit::Client::builder().in_band_ids(variant != "qmpkit-lean");
+    let client = builder.connect(socket.display().to_string()).await?;
     let call = move |client: qmpkit::Client, name: &'static str| async move {
         if json { client.execute_raw_json(name, ()).await.map(drop) } else { client.execute(name, ()).await.map(drop) }
     };
