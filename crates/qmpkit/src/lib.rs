@@ -24,3 +24,8 @@ pub use error::{Disconnect, Error, LimitError, MisuseError, ProtocolError, QmpEr
 pub use qmpkit_proto as proto;
 pub use qmpkit_proto::{Command, ErrorClass, Event, Greeting, Id, Response, Timestamp};
 pub use types::QmpEvent;
+
+/// The README's examples, compiled with the doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

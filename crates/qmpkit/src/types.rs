@@ -324,6 +324,102 @@ pub struct JobStatusChangeInfo {
     pub status: String,
 }
 
+/// `GUEST_PANICKED` and `GUEST_CRASHLOADED`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestPanicInfo {
+    /// What QEMU did: `pause`, `poweroff` or `run`.
+    pub action: String,
+    /// What the guest reported, when it did.
+    #[serde(default)]
+    pub info: Option<Value>,
+}
+
+/// `MEMORY_FAILURE`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryFailureInfo {
+    /// Who received the failure: `hypervisor` or `guest`.
+    pub recipient: String,
+    /// What was done: `ignore`, `inject`, `fatal` or `reset`.
+    pub action: String,
+    /// `action-required` and `recursive`.
+    #[serde(default)]
+    pub flags: Option<Value>,
+}
+
+/// `DEVICE_TRAY_MOVED`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrayMovedInfo {
+    /// The block device (may be empty).
+    #[serde(default)]
+    pub device: String,
+    /// The device's QOM path.
+    pub id: String,
+    /// Whether the tray is now open.
+    #[serde(rename = "tray-open")]
+    pub tray_open: bool,
+}
+
+/// `BLOCK_JOB_COMPLETED`, `BLOCK_JOB_CANCELLED` and `BLOCK_JOB_READY`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockJobInfo {
+    /// The job type, such as `mirror`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The job's id (named `device` for history's sake).
+    pub device: String,
+    /// The total amount of work.
+    pub len: i64,
+    /// The work done.
+    pub offset: i64,
+    /// The rate limit, 0 for none.
+    pub speed: i64,
+    /// Why it failed (`BLOCK_JOB_COMPLETED` only).
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// `BLOCK_JOB_ERROR`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockJobErrorInfo {
+    /// The job's id.
+    pub device: String,
+    /// `read` or `write`.
+    pub operation: String,
+    /// `ignore`, `report` or `stop`.
+    pub action: String,
+}
+
+/// `BLOCK_JOB_PENDING`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockJobPendingInfo {
+    /// The job type.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The job's id.
+    pub id: String,
+}
+
+/// `MIGRATION`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationInfo {
+    /// The migration's status, such as `active` or `completed`.
+    pub status: String,
+}
+
+/// `MIGRATION_PASS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationPassInfo {
+    /// The pass number.
+    pub pass: i64,
+}
+
+/// `BALLOON_CHANGE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalloonChangeInfo {
+    /// The guest's memory, in bytes.
+    pub actual: i64,
+}
+
 /// A VNC client or server address (`VNC_*` events).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VncInfo {
@@ -349,6 +445,8 @@ pub enum QmpEvent {
     Resume,
     /// The guest suspended.
     Suspend,
+    /// The guest suspended to disk.
+    SuspendDisk,
     /// The guest woke up.
     Wakeup,
     /// The guest changed its real-time clock.
@@ -361,6 +459,30 @@ pub enum QmpEvent {
     BlockIoError(BlockIoErrorInfo),
     /// A job changed status.
     JobStatusChange(JobStatusChangeInfo),
+    /// The guest panicked.
+    GuestPanicked(GuestPanicInfo),
+    /// The guest loaded a crash kernel after a panic.
+    GuestCrashloaded(GuestPanicInfo),
+    /// A memory failure was reported.
+    MemoryFailure(MemoryFailureInfo),
+    /// A removable medium's tray moved.
+    DeviceTrayMoved(TrayMovedInfo),
+    /// A block job finished.
+    BlockJobCompleted(BlockJobInfo),
+    /// A block job was cancelled.
+    BlockJobCancelled(BlockJobInfo),
+    /// A block job is ready to complete.
+    BlockJobReady(BlockJobInfo),
+    /// A block job hit an error.
+    BlockJobError(BlockJobErrorInfo),
+    /// A block job waits to be finalised.
+    BlockJobPending(BlockJobPendingInfo),
+    /// Migration changed status.
+    Migration(MigrationInfo),
+    /// Migration started a new pass over memory.
+    MigrationPass(MigrationPassInfo),
+    /// The balloon changed the guest's memory.
+    BalloonChange(BalloonChangeInfo),
     /// A VNC client connected.
     VncConnected(VncInfo),
     /// A VNC client finished authenticating.
@@ -385,6 +507,19 @@ impl QmpEvent {
             "STOP" => Some(QmpEvent::Stop),
             "RESUME" => Some(QmpEvent::Resume),
             "SUSPEND" => Some(QmpEvent::Suspend),
+            "SUSPEND_DISK" => Some(QmpEvent::SuspendDisk),
+            "GUEST_PANICKED" => data(&event).map(QmpEvent::GuestPanicked),
+            "GUEST_CRASHLOADED" => data(&event).map(QmpEvent::GuestCrashloaded),
+            "MEMORY_FAILURE" => data(&event).map(QmpEvent::MemoryFailure),
+            "DEVICE_TRAY_MOVED" => data(&event).map(QmpEvent::DeviceTrayMoved),
+            "BLOCK_JOB_COMPLETED" => data(&event).map(QmpEvent::BlockJobCompleted),
+            "BLOCK_JOB_CANCELLED" => data(&event).map(QmpEvent::BlockJobCancelled),
+            "BLOCK_JOB_READY" => data(&event).map(QmpEvent::BlockJobReady),
+            "BLOCK_JOB_ERROR" => data(&event).map(QmpEvent::BlockJobError),
+            "BLOCK_JOB_PENDING" => data(&event).map(QmpEvent::BlockJobPending),
+            "MIGRATION" => data(&event).map(QmpEvent::Migration),
+            "MIGRATION_PASS" => data(&event).map(QmpEvent::MigrationPass),
+            "BALLOON_CHANGE" => data(&event).map(QmpEvent::BalloonChange),
             "WAKEUP" => Some(QmpEvent::Wakeup),
             "RTC_CHANGE" => data(&event).map(QmpEvent::RtcChange),
             "WATCHDOG" => data(&event).map(QmpEvent::Watchdog),
@@ -434,6 +569,24 @@ mod tests {
             (
                 event("SHUTDOWN", Some(json!({"guest": false, "reason": "host-qmp-quit"}))),
                 QmpEvent::Shutdown(ShutdownInfo { guest: false, reason: Some("host-qmp-quit".into()) }),
+            ),
+            (
+                event(
+                    "BLOCK_JOB_COMPLETED",
+                    Some(json!({"type": "mirror", "device": "j0", "len": 10, "offset": 10, "speed": 0})),
+                ),
+                QmpEvent::BlockJobCompleted(BlockJobInfo {
+                    type_: "mirror".into(),
+                    device: "j0".into(),
+                    len: 10,
+                    offset: 10,
+                    speed: 0,
+                    error: None,
+                }),
+            ),
+            (
+                event("MIGRATION", Some(json!({"status": "completed"}))),
+                QmpEvent::Migration(MigrationInfo { status: "completed".into() }),
             ),
             (
                 event("DEVICE_DELETED", Some(json!({"device": "nic0", "path": "/machine/peripheral/nic0", "x": 1}))),

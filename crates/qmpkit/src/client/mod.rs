@@ -22,6 +22,90 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Each feature, by example
+//!
+//! Timeouts: a default for every call, and one per call; both really interrupt the wait.
+//! ```no_run
+//! # async fn demo() -> Result<(), qmpkit::Error> {
+//! use std::time::Duration;
+//! use qmpkit::{CallOptions, Client};
+//!
+//! let qmp = Client::builder()
+//!     .connect_timeout(Some(Duration::from_secs(2)))
+//!     .handshake_timeout(Some(Duration::from_secs(2)))
+//!     .call_timeout(Some(Duration::from_secs(30)))
+//!     .connect("/run/qemu/qmp.sock")
+//!     .await?;
+//! let quick = CallOptions::new().timeout(Some(Duration::from_millis(500)));
+//! match qmp.call("query-status", (), quick).await {
+//!     Err(e) if e.is_timeout() => println!("QEMU is busy (or stopped)"),
+//!     other => println!("{other:?}"),
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Out-of-band: `exec-oob` overtakes in-band commands QEMU has queued, even while QEMU's main
+//! loop is blocked.
+//! ```no_run
+//! # async fn demo(qmp: qmpkit::Client) -> Result<(), qmpkit::Error> {
+//! if qmp.oob_enabled() {
+//!     let instances = qmp.execute_oob("query-yank", ()).await?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! File descriptors, sent with `SCM_RIGHTS` in the same `sendmsg` as the command:
+//! ```no_run
+//! # async fn demo(qmp: qmpkit::Client) -> Result<(), qmpkit::Error> {
+//! let log = std::fs::File::create("/tmp/guest.log").expect("create");
+//! qmp.getfd("guest-log", log.into()).await?;
+//! let (_read, write) = std::io::pipe().expect("pipe");
+//! let added = qmp.add_fd(write.into(), None, Some("a pipe")).await?;
+//! println!("fd set {} holds fd {}", added.fdset_id, added.fd);
+//! # Ok(()) }
+//! ```
+//!
+//! Events: filtered by name or predicate, each subscriber with its own bounded queue; and a
+//! command with the event it causes.
+//! ```no_run
+//! # async fn demo(qmp: qmpkit::Client) -> Result<(), qmpkit::Error> {
+//! use std::time::Duration;
+//! use qmpkit::{EventFilter, EventItem, QmpEvent};
+//!
+//! let mut jobs = qmp.subscribe(
+//!     EventFilter::names(["JOB_STATUS_CHANGE"]).with_predicate(|e| e.data.as_ref().is_some_and(|d| d["id"] == "backup0")),
+//! );
+//! while let Some(item) = jobs.next().await {
+//!     match item {
+//!         EventItem::Event(event) => println!("{:?}", QmpEvent::from(event)),
+//!         EventItem::Lagged { missed } => println!("fell behind; {missed} events dropped"),
+//!     }
+//! }
+//! qmp.device_del_and_wait("nic0", Duration::from_secs(10)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Raw mode: any id, any command, the whole response.
+//! ```no_run
+//! # async fn demo(qmp: qmpkit::Client) -> Result<(), qmpkit::Error> {
+//! use qmpkit::{Command, Id};
+//! let response = qmp.execute_raw(Command::new("query-version").with_id(Id::from("v1"))).await?;
+//! let large = qmp.execute_raw_json("query-qmp-schema", ()).await?; // undecoded JSON text
+//! # Ok(()) }
+//! ```
+//!
+//! Other peers and directions: the guest agent (no greeting), QEMU dialing us
+//! (`-qmp unix:PATH` without `server`), any byte stream.
+//! ```no_run
+//! # async fn demo(stream: tokio::io::DuplexStream) -> Result<(), qmpkit::Error> {
+//! use qmpkit::Client;
+//! let agent = Client::builder().no_greeting().connect("/run/qga.sock").await?;
+//! agent.execute("guest-ping", ()).await?;
+//! let dialed = Client::builder().accept("/run/qmpkit/qemu-dials-here.sock").await?;
+//! let over_anything = Client::builder().over(stream).await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Failure
 //! When the server closes the connection, dies or sends something the session cannot recover
 //! from, every pending call fails at once with [`Error::Disconnected`] carrying the reason,
@@ -610,5 +694,16 @@ fn to_arguments(name: &str, arguments: impl Serialize) -> Result<Option<Map<Stri
         Ok(Value::Object(map)) => Ok(Some(map)),
         Ok(other) => Err(Error::Arguments { command: name.to_owned(), reason: format!("got {other}") }),
         Err(e) => Err(Error::Arguments { command: name.to_owned(), reason: e.to_string() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Handles are shared between tasks and threads.
+    #[test]
+    fn client_is_clone_send_sync() {
+        fn assert<T: Clone + Send + Sync + 'static>() {}
+        assert::<super::Client>();
+        assert::<crate::blocking::Client>();
     }
 }
