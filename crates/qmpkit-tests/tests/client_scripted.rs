@@ -473,3 +473,18 @@ async fn without_in_band_ids_replies_match_in_order_and_oob_keeps_its_id() {
         assert_eq!(call.await.unwrap().unwrap(), json!(n));
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_over_the_size_limit_fails_the_connection() {
+    let (client, mut peer) = connected_with(Client::builder().max_message_size(4096), GREETING_OOB).await;
+    let pending = tokio::spawn({
+        let client = client.clone();
+        async move { client.execute("query-qmp-schema", ()).await }
+    });
+    let cmd = peer.expect("query-qmp-schema").await;
+    peer.reply(&cmd, Value::String("x".repeat(10_000))).await;
+    // The reply was lost, so nobody can trust the connection any more.
+    let result = pending.await.unwrap();
+    assert!(matches!(result, Err(Error::Disconnected(Disconnect::Limit(_)))), "{result:?}");
+    assert!(matches!(client.closed_reason(), Some(Disconnect::Limit(_))));
+}

@@ -53,3 +53,22 @@ async fn client_over_unix_socket_with_fds() {
     server.shutdown();
     serving.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_over_tcp_loopback() {
+    let (server, _blocker) = fixture::qemu_like();
+    let listener = server.bind(&"127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let endpoint = listener.local_endpoint().unwrap();
+    assert!(matches!(endpoint, qmpkit::transport::Endpoint::Tcp { .. }));
+    tokio::spawn({
+        let server = server.clone();
+        async move { server.serve([listener], std::future::pending()).await }
+    });
+    let client = Client::connect(endpoint.to_string()).await.unwrap();
+    assert_eq!(client.query_status().await.unwrap().status.to_string(), "running");
+    // Descriptors cannot travel over TCP: a clear error before anything is sent.
+    let (_r, w) = std::io::pipe().unwrap();
+    let refused = client.execute_with_fds("getfd", json!({"fdname": "f"}), [OwnedFd::from(w)]).await;
+    assert!(matches!(refused, Err(qmpkit::Error::FdsNeedUnixSocket)), "{refused:?}");
+    assert!(client.query_status().await.is_ok());
+}
