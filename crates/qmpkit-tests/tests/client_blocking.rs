@@ -34,6 +34,12 @@ fn events_arrive_between_calls() {
     assert!(matches!(events.recv(), Some(EventItem::Event(e)) if e.name == "STOP"));
     assert!(events.try_recv().is_none());
     assert!(events.recv_timeout(Duration::from_millis(200)).unwrap_err().is_timeout());
+    // Any async operation, typed calls included, through `run`.
+    assert!(!client.run(|c| c.query_kvm()).unwrap().enabled);
+    let (_, reset) = client.execute_and_wait("system_reset", (), "RESET", Duration::from_secs(5)).unwrap();
+    assert_eq!(reset.data.unwrap()["reason"], "host-qmp-system-reset");
+    let schema = client.execute_raw_json("query-qmp-schema", ()).unwrap();
+    assert!(schema.get().starts_with('['));
 }
 
 #[test]

@@ -24,6 +24,7 @@ use qmpkit_proto::{Command, Event, Greeting, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::runtime::Runtime;
 
 use crate::client::{CallOptions, ClientBuilder, EventFilter, EventItem};
@@ -159,6 +160,40 @@ impl Client {
     /// As [`crate::Client::query_status`].
     pub fn query_status(&self) -> Result<StatusInfo, Error> {
         self.runtime.block_on(self.inner.query_status())
+    }
+
+    /// Runs any operation of the async client to completion, which gives blocking callers every
+    /// typed call without a wrapper for each:
+    /// `qmp.run(|c| c.query_kvm())`, `qmp.run(|c| c.device_del("nic0"))`.
+    pub fn run<'a, F, T>(&'a self, operation: impl FnOnce(&'a crate::Client) -> F) -> T
+    where
+        F: std::future::Future<Output = T>,
+    {
+        self.runtime.block_on(operation(&self.inner))
+    }
+
+    /// Runs a command and waits for the event it causes, as
+    /// [`crate::Client::execute_and_wait`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::execute_and_wait`].
+    pub fn execute_and_wait(
+        &self,
+        name: &str,
+        arguments: impl Serialize,
+        filter: impl Into<EventFilter>,
+        timeout: Duration,
+    ) -> Result<(Value, Event), Error> {
+        self.runtime.block_on(self.inner.execute_and_wait(name, arguments, filter, timeout))
+    }
+
+    /// Runs a command and returns its result as undecoded JSON text, as
+    /// [`crate::Client::execute_raw_json`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::execute_raw_json`].
+    pub fn execute_raw_json(&self, name: &str, arguments: impl Serialize) -> Result<Box<RawValue>, Error> {
+        self.runtime.block_on(self.inner.execute_raw_json(name, arguments))
     }
 
     /// Subscribes to events, as [`crate::Client::subscribe`].
