@@ -127,12 +127,15 @@ impl FdSets {
         sets.get(&set)?.iter().find(|f| f.fd.as_raw_fd() == fd).map(|f| f.fd.try_clone())
     }
 
-    /// The `query-fdsets` reply: `[{"fdset-id": N, "fds": [{"fd": N, "opaque"?: S}]}]`.
+    /// The `query-fdsets` reply: `[{"fdset-id": N, "fds": [{"fd": N, "opaque"?: S}]}]`, in
+    /// QEMU's order: the sets by descending id (QEMU keeps them sorted and prepends each to
+    /// its reply), each set's fds in the order they were added.
     #[must_use]
     pub fn query(&self) -> Value {
         let sets = lock(&self.sets);
         let list: Vec<Value> = sets
             .iter()
+            .rev()
             .map(|(id, fds)| {
                 let fds: Vec<Value> = fds
                     .iter()
@@ -145,5 +148,27 @@ impl FdSets {
             })
             .collect();
         Value::Array(list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_lists_sets_by_descending_id_and_fds_as_added() {
+        let sets = FdSets::default();
+        let fd = || OwnedFd::from(std::io::pipe().expect("a pipe").1);
+        let (first, a) = sets.add(None, fd(), Some("a".into())).unwrap();
+        let (second, b) = sets.add(None, fd(), None).unwrap();
+        let (_, c) = sets.add(Some(first), fd(), None).unwrap();
+        assert_eq!((first, second), (0, 1));
+        assert_eq!(
+            sets.query(),
+            json!([
+                {"fds": [{"fd": b}], "fdset-id": 1},
+                {"fds": [{"fd": a, "opaque": "a"}, {"fd": c}], "fdset-id": 0},
+            ])
+        );
     }
 }
