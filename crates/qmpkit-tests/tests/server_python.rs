@@ -8,28 +8,14 @@
 use qmpkit_tests::server_fixture as fixture;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use qmpkit::server::{CommandDef, MemberDef, QmpError, Server};
 use serde_json::Value;
 
-fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("QMPKIT_PYTHON") {
-        return python.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python with qemu.qmp: run scripts/test, or create the venv: \
-         python3 -m venv target/venv && target/venv/bin/pip install qemu.qmp (or set QMPKIT_PYTHON)"
-    );
-    venv
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qemu_qmp_against_our_server() {
-    let python = python();
+    let python = qmpkit_tests::python();
     let blocker = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let mut registry = fixture::qemu_registry(blocker);
     registry
@@ -51,7 +37,7 @@ async fn qemu_qmp_against_our_server() {
     let server = Server::builder().version(10, 0, 2).package(fixture::PACKAGE).registry(registry).build().unwrap();
     let (_dir, path, serving) = fixture::serve_on_unix(&server).await;
 
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/qmp_peer.py");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py/qmp_peer.py");
     let run = tokio::process::Command::new(&python).arg(&script).arg(&path).output();
     let output = tokio::time::timeout(Duration::from_secs(60), run).await.expect("qmp_peer.py finishes").unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -71,4 +57,32 @@ async fn qemu_qmp_against_our_server() {
     server.shutdown();
     serving.await.unwrap().unwrap();
     assert!(!path.exists(), "the socket file is removed at shutdown");
+}
+
+/// qmp-shell, the interactive shell that ships with qemu.qmp, driven through its standard
+/// input as in the lab's transcripts: it greets, negotiates, and prints each reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qmp_shell_against_our_server() {
+    let shell = qmpkit_tests::python().with_file_name("qmp-shell");
+    let (server, _blocker) = fixture::qemu_like();
+    let (_dir, path, _serving) = fixture::serve_on_unix(&server).await;
+    let mut child = tokio::process::Command::new(&shell)
+        .arg(&path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", shell.display()));
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"query-status\nquery-version\nno-such-command\n").await.unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("Welcome to the QMP low-level shell!"), "{stdout}");
+    assert!(stdout.contains("Connected to QEMU 10.0.2"), "{stdout}");
+    assert!(stdout.contains(r#"{"return": {"status": "running", "running": true}}"#), "{stdout}");
+    assert!(stdout.contains(r#""package": "Debian 1:10.0.2+ds-2+deb13u1~bpo12+1""#), "{stdout}");
+    assert!(stdout.contains("The command no-such-command has not been found"), "{stdout}");
 }
