@@ -154,7 +154,7 @@ async fn rate_limited_events_follow_qemus_algorithm() {
     assert_eq!(event_name_and_data(&client.line().await).1["offset"], json!(6));
     assert!(held.elapsed() >= Duration::from_millis(900), "held back {:?}", held.elapsed());
     // Two quiet seconds end the burst: the next one goes out at once.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::advance(Duration::from_secs(2)).await;
     let before = tokio::time::Instant::now();
     events.emit("RTC_CHANGE", &json!({"offset": 7, "qom-path": "/machine/rtc"})).unwrap();
     client.line().await;
