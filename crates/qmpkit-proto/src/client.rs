@@ -39,9 +39,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, MisuseError, ProtocolError};
 use crate::framer::{Framer, Limits, Mode};
 use crate::id::Id;
-use crate::message::{
-    Capability, ClientMessage, Command, Event, ExecKind, Greeting, QmpError, RawResponse, ServerMessage,
-};
+use crate::message::{Capability, ClientMessage, Command, Event, ExecKind, Greeting, QmpError, RawResponse};
 use crate::pending::Pending;
 
 /// The id the session gives its own `qmp_capabilities` command.
@@ -438,16 +436,13 @@ impl<T> ClientSession<T> {
     }
 
     fn route(&mut self, message: ClientMessage) -> Option<ClientEvent<T>> {
-        let message = match message {
-            ClientMessage::Response(response) => return self.route_response(response),
-            ClientMessage::Message(message) => message,
-        };
         match message {
-            ServerMessage::Event(event) => {
+            ClientMessage::Response(response) => self.route_response(response),
+            ClientMessage::Event(event) => {
                 self.stats.events += 1;
                 Some(ClientEvent::Event(event))
             }
-            ServerMessage::Greeting(greeting) => {
+            ClientMessage::Greeting(greeting) => {
                 if self.state != ClientState::AwaitingGreeting {
                     self.stats.malformed += 1;
                     let got = greeting.to_value().to_string();
@@ -465,12 +460,6 @@ impl<T> ClientSession<T> {
                 }
                 self.greeting = Some(greeting.clone());
                 Some(ClientEvent::Greeting(greeting))
-            }
-            // `ClientMessage::decode` hands responses over as `ClientMessage::Response`.
-            ServerMessage::Response(response) => {
-                self.stats.malformed += 1;
-                let got = response.to_value().to_string();
-                Some(ClientEvent::Dropped(Dropped::Malformed(ProtocolError::UnknownMessage(got))))
             }
         }
     }

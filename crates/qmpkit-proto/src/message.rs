@@ -482,6 +482,22 @@ impl PartialEq for RawResponse {
     }
 }
 
+impl TryFrom<Response> for RawResponse {
+    type Error = ProtocolError;
+
+    /// Writes a decoded response's value back as JSON text.
+    fn try_from(response: Response) -> Result<Self, ProtocolError> {
+        let result = match response.result {
+            Ok(value) => Ok(serde_json::value::to_raw_value(&value).map_err(|e| ProtocolError::Unparsable {
+                reason: e.to_string(),
+                excerpt: excerpt(value.to_string().as_bytes()),
+            })?),
+            Err(error) => Err(error),
+        };
+        Ok(RawResponse { id: response.id, result })
+    }
+}
+
 impl RawResponse {
     /// The response with its `return` value decoded.
     ///
@@ -537,8 +553,10 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<&'de Raw
 /// A frame of server output as a client routes it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClientMessage {
-    /// A greeting or an event, decoded in full (they are small).
-    Message(ServerMessage),
+    /// The greeting, decoded in full.
+    Greeting(Greeting),
+    /// An event, decoded in full (events are small).
+    Event(Event),
     /// A response, its value left as JSON text.
     Response(RawResponse),
 }
@@ -559,7 +577,13 @@ impl ClientMessage {
         };
         let is_event = envelope.event.is_some_and(|e| e.get().starts_with('"'));
         if envelope.qmp.is_some() || is_event {
-            return ServerMessage::decode(frame).map(ClientMessage::Message);
+            // Decoded in full with the same precedence as above (greeting, then event), so
+            // these arms are the ones taken; a response is converted all the same.
+            return match ServerMessage::decode(frame)? {
+                ServerMessage::Greeting(greeting) => Ok(ClientMessage::Greeting(greeting)),
+                ServerMessage::Event(event) => Ok(ClientMessage::Event(event)),
+                ServerMessage::Response(response) => RawResponse::try_from(response).map(ClientMessage::Response),
+            };
         }
         let id = match envelope.id {
             Some(raw) => Some(Id::new(

@@ -107,7 +107,8 @@ proptest! {
                 (ClientMessage::Response(raw), ServerMessage::Response(response)) => {
                     prop_assert_eq!(&RawResponse::decode(raw).unwrap(), response);
                 }
-                (ClientMessage::Message(decoded), message) => prop_assert_eq!(&decoded, message),
+                (ClientMessage::Greeting(decoded), ServerMessage::Greeting(greeting)) => prop_assert_eq!(&decoded, greeting),
+                (ClientMessage::Event(decoded), ServerMessage::Event(event)) => prop_assert_eq!(&decoded, event),
                 (other, message) => prop_assert!(false, "{:?} for {:?}", other, message),
             }
         }

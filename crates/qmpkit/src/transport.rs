@@ -101,13 +101,16 @@ impl Stream {
         }
     }
 
-    /// The unix socket, when this is one.
-    #[must_use]
-    pub fn as_unix(&self) -> Option<&UnixStream> {
-        match self {
-            Stream::Unix(s) => Some(s),
-            Stream::Tcp(_) => None,
-        }
+    /// Turns the stream into a [`Socket`], which waits only for read readiness.
+    ///
+    /// # Errors
+    /// The OS error when the socket cannot be registered with the runtime.
+    pub fn into_socket(self) -> io::Result<Socket> {
+        let (fd, unix): (OwnedFd, bool) = match self {
+            Stream::Unix(s) => (s.into_std()?.into(), true),
+            Stream::Tcp(s) => (s.into_std()?.into(), false),
+        };
+        Socket::new(fd, unix)
     }
 }
 
@@ -140,20 +143,6 @@ impl AsyncWrite for Stream {
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
         }
-    }
-}
-
-impl Stream {
-    /// Turns the stream into a [`Socket`], which waits only for read readiness.
-    ///
-    /// # Errors
-    /// The OS error when the socket cannot be registered with the runtime.
-    pub fn into_socket(self) -> io::Result<Socket> {
-        let (fd, unix): (OwnedFd, bool) = match self {
-            Stream::Unix(s) => (s.into_std()?.into(), true),
-            Stream::Tcp(s) => (s.into_std()?.into(), false),
-        };
-        Socket::new(fd, unix)
     }
 }
 
@@ -390,42 +379,6 @@ impl Drop for Listener {
     }
 }
 
-/// Sends some of `bytes` with `fds` attached in one `sendmsg`, as QEMU expects for `getfd` and
-/// `add-fd`, and returns how many bytes went. Cancel-safe: dropped before it completes, it has
-/// sent nothing.
-///
-/// # Errors
-/// The OS error when sending fails.
-pub async fn send_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
-    stream.async_io(Interest::WRITABLE, || send_fds(stream.as_fd(), bytes, fds)).await
-}
-
-/// Writes all of `bytes`, with `fds` attached to the first `sendmsg`.
-///
-/// # Errors
-/// The OS error when writing fails.
-pub async fn write_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-    let mut written = if fds.is_empty() { 0 } else { send_with_fds(stream, bytes, fds).await? };
-    while written < bytes.len() {
-        stream.writable().await?;
-        match stream.try_write(&bytes[written..]) {
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Reads bytes and any file descriptors that came with them (at most
-/// [`MAX_FDS_PER_MESSAGE`] per call; the kernel closes any beyond that).
-///
-/// # Errors
-/// The OS error when reading fails.
-pub async fn read_with_fds(stream: &UnixStream, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
-    stream.async_io(Interest::READABLE, || recv_fds(stream.as_fd(), buf, fds)).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,11 +404,13 @@ mod tests {
     async fn fds_travel_with_their_bytes() {
         use std::io::{Read, Write};
         let (a, b) = UnixStream::pair().unwrap();
+        let (a, b) = (Stream::Unix(a).into_socket().unwrap(), Stream::Unix(b).into_socket().unwrap());
         let (mut pipe_r, mut pipe_w) = std::io::pipe().unwrap();
-        write_with_fds(&a, b"{\"execute\":\"getfd\"}", &[pipe_w.as_fd()]).await.unwrap();
+        let sent = a.write(b"{\"execute\":\"getfd\"}", &[pipe_w.as_fd()]).await.unwrap();
+        assert_eq!(sent, 19);
         let mut buf = [0u8; 64];
         let mut fds = Vec::new();
-        let n = read_with_fds(&b, &mut buf, &mut fds).await.unwrap();
+        let n = b.read_with_fds(&mut buf, &mut fds).await.unwrap();
         assert_eq!(&buf[..n], b"{\"execute\":\"getfd\"}");
         assert_eq!(fds.len(), 1);
         // The received descriptor is the pipe's write end: what goes in comes out of our read end.

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::framer::{Framer, Mode};
-use crate::message::ErrorClass;
+use crate::message::{ErrorClass, ServerMessage};
 use crate::qjson;
 use crate::testutil::{Side, is_elided, transcripts};
 

@@ -110,10 +110,6 @@ impl Writer {
             Writer::Other(w) => w.shutdown().await,
         };
     }
-
-    fn can_pass_fds(&self) -> bool {
-        matches!(self, Writer::Socket(socket) if socket.is_unix())
-    }
 }
 
 /// Bytes waiting to be written.
@@ -170,7 +166,7 @@ impl Driver {
                 biased;
                 Some(key) = cancels.recv() => self.cancel(key),
                 message = calls.recv() => match message {
-                    Some(ToDriver::Call(call)) => self.call(call, writer.can_pass_fds()),
+                    Some(ToDriver::Call(call)) => self.call(call),
                     // Every handle is gone, or one asked to close.
                     Some(ToDriver::Close) | None => break Disconnect::Closed,
                 },
@@ -214,12 +210,10 @@ impl Driver {
         }
     }
 
-    fn call(&mut self, call: Box<Call>, unix: bool) {
+    /// Queues a call. Descriptors only come with calls on unix sockets: `Client::call` refuses
+    /// them on other transports before anything is queued.
+    fn call(&mut self, call: Box<Call>) {
         let Call { key, command, anonymous, fds, reply } = *call;
-        if !fds.is_empty() && !unix {
-            let _ = reply.send(Err(Error::FdsNeedUnixSocket));
-            return;
-        }
         let pending = Pending { key, name: command.name.clone(), reply };
         if anonymous {
             if let Err((misuse, pending)) = self.session.send_without_id(command, pending) {
