@@ -127,6 +127,30 @@ pub fn start(launcher: Launcher) -> Instance {
     launcher.start().unwrap_or_else(|e| panic!("this test needs QEMU: {e}"))
 }
 
+/// Starts a QEMU with `-machine none` from async code, without blocking the runtime.
+///
+/// # Panics
+/// When QEMU cannot be started.
+pub async fn qemu_none_async() -> Instance {
+    start_async(Launcher::system()).await
+}
+
+/// [`qemu_pc_paused`] from async code, without blocking the runtime.
+///
+/// # Panics
+/// When QEMU cannot be started.
+pub async fn qemu_pc_paused_async() -> Instance {
+    start_async(Launcher::system().args(["-M", "pc", "-accel", "tcg", "-S", "-m", "64"])).await
+}
+
+/// [`start`] from async code, without blocking the runtime.
+///
+/// # Panics
+/// When QEMU cannot be started, with the launcher's message.
+pub async fn start_async(launcher: Launcher) -> Instance {
+    launcher.start_async().await.unwrap_or_else(|e| panic!("this test needs QEMU: {e}"))
+}
+
 /// The QMP socket of an instance, as a string for [`qmpkit::Client::connect`].
 #[must_use]
 pub fn socket(instance: &Instance) -> String {

@@ -9,7 +9,7 @@ use qmpkit::launch::{Launcher, Signal};
 use qmpkit::transport::{Endpoint, Listener};
 use qmpkit::types::RunState;
 use qmpkit::{CallOptions, Client, Disconnect, Error, ErrorClass, EventFilter, QmpEvent};
-use qmpkit_tests::{fifo, qemu_none, qemu_pc_paused, release_fifo, socket, start};
+use qmpkit_tests::{fifo, qemu_none_async, qemu_pc_paused_async, release_fifo, socket, start_async};
 use serde_json::json;
 
 async fn connect(instance: &qmpkit::launch::Instance) -> Client {
@@ -29,7 +29,7 @@ fn block_main_loop(
 
 #[tokio::test]
 async fn negotiates_with_and_without_oob() {
-    let qemu = qemu_none();
+    let qemu = qemu_none_async().await;
     let with = connect(&qemu).await;
     assert!(with.oob_enabled());
     let version = with.greeting().and_then(|g| g.version.clone()).expect("a version in the greeting");
@@ -47,7 +47,7 @@ async fn negotiates_with_and_without_oob() {
 
 #[tokio::test]
 async fn a_hundred_tasks_share_one_connection() {
-    let qemu = qemu_none();
+    let qemu = qemu_none_async().await;
     let client = connect(&qemu).await;
     let tasks: Vec<_> = (0..100)
         .map(|n| {
@@ -73,7 +73,7 @@ async fn a_hundred_tasks_share_one_connection() {
 
 #[tokio::test]
 async fn without_in_band_ids_concurrent_callers_still_get_their_own_replies() {
-    let qemu = qemu_none();
+    let qemu = qemu_none_async().await;
     let client = Client::builder().in_band_ids(false).connect(socket(&qemu)).await.unwrap();
     let tasks: Vec<_> = (0..40)
         .map(|n| {
@@ -103,7 +103,7 @@ async fn without_in_band_ids_concurrent_callers_still_get_their_own_replies() {
 
 #[tokio::test]
 async fn stop_and_cont_with_their_events() {
-    let qemu = qemu_pc_paused();
+    let qemu = qemu_pc_paused_async().await;
     let client = connect(&qemu).await;
     assert_eq!(client.query_status().await.unwrap().status, RunState::Prelaunch);
     let mut events = client.subscribe(EventFilter::names(["STOP", "RESUME"]));
@@ -117,7 +117,7 @@ async fn stop_and_cont_with_their_events() {
 
 #[tokio::test]
 async fn system_reset_raises_reset() {
-    let qemu = qemu_pc_paused();
+    let qemu = qemu_pc_paused_async().await;
     let client = connect(&qemu).await;
     let mut resets = client.subscribe("RESET");
     client.system_reset().await.unwrap();
@@ -132,7 +132,7 @@ async fn system_reset_raises_reset() {
 
 #[tokio::test]
 async fn quit_raises_shutdown_and_ends_cleanly() {
-    let qemu = qemu_none();
+    let qemu = qemu_none_async().await;
     let client = connect(&qemu).await;
     let mut shutdowns = client.subscribe("SHUTDOWN");
     client.quit().await.unwrap();
@@ -146,7 +146,7 @@ async fn quit_raises_shutdown_and_ends_cleanly() {
 
 #[tokio::test]
 async fn getfd_and_closefd_with_a_real_descriptor() {
-    let qemu = qemu_none();
+    let qemu = qemu_none_async().await;
     let client = connect(&qemu).await;
     let (_read, write) = std::io::pipe().unwrap();
     client.getfd("fd0", OwnedFd::from(write)).await.unwrap();
@@ -161,7 +161,7 @@ async fn getfd_and_closefd_with_a_real_descriptor() {
 
 #[tokio::test]
 async fn add_fd_then_query_fdsets() {
-    let qemu = qemu_none();
+    let qemu = qemu_none_async().await;
     let client = connect(&qemu).await;
     let (_read, write) = std::io::pipe().unwrap();
     let added = client.add_fd(OwnedFd::from(write), None, Some("the pipe")).await.unwrap();
@@ -174,7 +174,7 @@ async fn add_fd_then_query_fdsets() {
 
 #[tokio::test]
 async fn an_oob_command_overtakes_blocked_in_band_ones() {
-    let qemu = qemu_none();
+    let qemu = qemu_none_async().await;
     let client = connect(&qemu).await;
     let path = fifo(&qemu);
     let blocked = block_main_loop(&client, &path);
@@ -200,7 +200,7 @@ async fn an_oob_command_overtakes_blocked_in_band_ones() {
 
 #[tokio::test]
 async fn kill_9_resolves_every_pending_call_at_once() {
-    let qemu = qemu_none();
+    let qemu = qemu_none_async().await;
     let client = connect(&qemu).await;
     let path = fifo(&qemu);
     let blocked = block_main_loop(&client, &path);
@@ -228,7 +228,7 @@ async fn kill_9_resolves_every_pending_call_at_once() {
 
 #[tokio::test]
 async fn sigstop_fires_call_timeouts_and_the_client_recovers_after_sigcont() {
-    let qemu = qemu_none();
+    let qemu = qemu_none_async().await;
     let client = connect(&qemu).await;
     qemu.signal(Signal::STOP).unwrap();
     for _ in 0..3 {
@@ -245,7 +245,7 @@ async fn sigstop_fires_call_timeouts_and_the_client_recovers_after_sigcont() {
 
 #[tokio::test]
 async fn the_second_client_waits_silently_and_times_out() {
-    let qemu = qemu_none();
+    let qemu = qemu_none_async().await;
     let _first = connect(&qemu).await;
     let second = Client::builder().handshake_timeout(Some(Duration::from_millis(500))).connect(socket(&qemu)).await;
     assert!(matches!(second, Err(Error::Timeout { ref what, .. }) if what == "negotiation"), "{second:?}");
@@ -256,7 +256,7 @@ async fn reverse_mode_accepts_qemus_connection() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("qmp-client.sock");
     let listener = Listener::bind(&Endpoint::Unix(path.clone()), 0o600).await.unwrap();
-    let qemu = start(Launcher::system().connect_to(&path));
+    let qemu = start_async(Launcher::system().connect_to(&path)).await;
     let client = Client::builder().accept_on(&listener).await.unwrap();
     assert_eq!(client.query_status().await.unwrap().status, RunState::Running);
     drop(qemu);
@@ -264,7 +264,7 @@ async fn reverse_mode_accepts_qemus_connection() {
 
 #[tokio::test]
 async fn qemu_storage_daemon_is_a_qmp_server_too() {
-    let daemon = start(Launcher::storage_daemon());
+    let daemon = start_async(Launcher::storage_daemon()).await;
     let client = connect(&daemon).await;
     assert!(client.query_version().await.is_ok());
     let no_status = client.query_status().await.unwrap_err();
@@ -278,7 +278,7 @@ async fn qemu_storage_daemon_is_a_qmp_server_too() {
 
 #[tokio::test]
 async fn typed_queries_decode_real_replies() {
-    let qemu = qemu_pc_paused();
+    let qemu = qemu_pc_paused_async().await;
     let client = connect(&qemu).await;
     let kvm = client.query_kvm().await.unwrap();
     assert!(!kvm.enabled);
@@ -303,7 +303,7 @@ async fn typed_queries_decode_real_replies() {
 
 #[tokio::test]
 async fn device_add_and_device_del_with_its_event() {
-    let qemu = start(Launcher::system().args(["-M", "pc", "-accel", "tcg", "-m", "64"]));
+    let qemu = start_async(Launcher::system().args(["-M", "pc", "-accel", "tcg", "-m", "64"])).await;
     let client = connect(&qemu).await;
     client.device_add("virtio-rng-pci", Some("rng0"), serde_json::Map::new()).await.unwrap();
     assert!(client.qom_list("/machine/peripheral").await.unwrap().iter().any(|p| p.name == "rng0"));
@@ -311,4 +311,56 @@ async fn device_add_and_device_del_with_its_event() {
     // the request is accepted and DEVICE_DELETED does not come, which the wait reports.
     let waited = client.device_del_and_wait("rng0", Duration::from_millis(500)).await;
     assert!(waited.unwrap_err().is_timeout());
+}
+
+#[tokio::test]
+async fn connect_until_ready_while_qemu_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    // The client starts before QEMU has even been spawned: the socket does not exist yet.
+    let connecting = Client::builder().connect_until_ready(path.display().to_string(), Duration::from_secs(30));
+    let (client, qemu) = tokio::join!(connecting, start_async(Launcher::system().qmp_socket(&path)));
+    let client = client.expect("connected once QEMU was ready");
+    assert_eq!(client.query_status().await.unwrap().status, RunState::Running);
+    drop(qemu);
+}
+
+#[tokio::test]
+async fn typed_commands_with_per_call_options_against_qemu() {
+    use qmpkit::commands::{AddFd, Getfd, HumanMonitorCommand, QomGet, QueryFdsets, QueryStatus, RemoveFd};
+
+    let qemu = qemu_none_async().await;
+    let client = connect(&qemu).await;
+    let machine = client.run(QomGet { path: "/machine".into(), property: "type".into() }).await.unwrap();
+    assert_eq!(machine, "none-machine");
+    let (_read, write) = std::io::pipe().unwrap();
+    client.run(Getfd::new("typed", OwnedFd::from(write))).await.unwrap();
+    let (_read, write) = std::io::pipe().unwrap();
+    let added = client.run(AddFd { opaque: Some("typed".into()), ..AddFd::new(OwnedFd::from(write)) }).await.unwrap();
+    let sets = client.run(QueryFdsets).await.unwrap();
+    assert!(sets.iter().any(|s| s.fdset_id == added.fdset_id && s.fds[0].opaque.as_deref() == Some("typed")));
+    client.run(RemoveFd { fdset_id: added.fdset_id, fd: None }).await.unwrap();
+
+    // Out-of-band on a typed call: QEMU refuses a command that does not allow it, by name.
+    let refused = client.run_with(HumanMonitorCommand::new("info status"), CallOptions::new().oob()).await.unwrap_err();
+    assert_eq!(refused.qmp_error().unwrap().class, ErrorClass::GenericError);
+    assert!(refused.to_string().starts_with("human-monitor-command: GenericError: "), "{refused}");
+
+    // A deadline on a typed call, with QEMU stopped.
+    qemu.signal(Signal::STOP).unwrap();
+    let quick = CallOptions::new().timeout(Some(Duration::from_millis(300)));
+    let late = client.run_with(QueryStatus, quick).await.unwrap_err();
+    assert!(matches!(&late, Error::Timeout { what, .. } if what == "query-status"), "{late:?}");
+    qemu.signal(Signal::CONT).unwrap();
+    assert!(client.run(QueryStatus).await.unwrap().running);
+}
+
+#[tokio::test]
+async fn qmp_errors_from_qemu_name_the_command() {
+    let qemu = qemu_none_async().await;
+    let client = connect(&qemu).await;
+    let error = client.execute("query-foo", ()).await.unwrap_err();
+    assert_eq!(error.to_string(), "query-foo: CommandNotFound: The command query-foo has not been found");
+    let error = client.device_del("nic9").await.unwrap_err();
+    assert_eq!(error.to_string(), "device_del: DeviceNotFound: Device 'nic9' not found");
 }

@@ -9,8 +9,11 @@
 //! # fn demo() -> Result<(), qmpkit::Error> {
 //! let qmp = qmpkit::blocking::Client::connect("/run/qemu/qmp.sock")?;
 //! let events = qmp.subscribe("STOP");
-//! qmp.execute("stop", ())?;
-//! let stop = events.recv_timeout(std::time::Duration::from_secs(5))?;
+//! qmp.run(qmpkit::commands::Stop)?;
+//! match events.recv_timeout(std::time::Duration::from_secs(5))? {
+//!     qmpkit::EventItem::Event(stop) => println!("{stop:?}"),
+//!     qmpkit::EventItem::Lagged { missed } => println!("fell behind; {missed} events dropped"),
+//! }
 //! # Ok(()) }
 //! ```
 //!
@@ -28,6 +31,7 @@ use serde_json::value::RawValue;
 use tokio::runtime::Runtime;
 
 use crate::client::{CallOptions, ClientBuilder, EventFilter, EventItem};
+use crate::commands::{self, QueryStatus};
 use crate::error::{Disconnect, Error};
 use crate::types::StatusInfo;
 
@@ -64,6 +68,21 @@ impl Client {
     pub fn connect_with(builder: ClientBuilder, endpoint: impl AsRef<str>) -> Result<Client, Error> {
         let runtime = runtime()?;
         let inner = runtime.block_on(builder.connect(endpoint))?;
+        Ok(Client { runtime, inner })
+    }
+
+    /// Connects to a server that may still be starting, as
+    /// [`crate::ClientBuilder::connect_until_ready`].
+    ///
+    /// # Errors
+    /// As [`crate::ClientBuilder::connect_until_ready`].
+    pub fn connect_until_ready(
+        builder: ClientBuilder,
+        endpoint: impl AsRef<str>,
+        deadline: Duration,
+    ) -> Result<Client, Error> {
+        let runtime = runtime()?;
+        let inner = runtime.block_on(builder.connect_until_ready(endpoint, deadline))?;
         Ok(Client { runtime, inner })
     }
 
@@ -146,6 +165,22 @@ impl Client {
         self.runtime.block_on(self.inner.call(name, arguments, options))
     }
 
+    /// Runs a typed command, as [`crate::Client::run`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::run`].
+    pub fn run<C: commands::Command>(&self, command: C) -> Result<C::Returns, Error> {
+        self.runtime.block_on(self.inner.run(command))
+    }
+
+    /// Runs a typed command with per-call options, as [`crate::Client::run_with`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::run_with`].
+    pub fn run_with<C: commands::Command>(&self, command: C, options: CallOptions) -> Result<C::Returns, Error> {
+        self.runtime.block_on(self.inner.run_with(command, options))
+    }
+
     /// Sends a command as given, as [`crate::Client::execute_raw`].
     ///
     /// # Errors
@@ -159,13 +194,13 @@ impl Client {
     /// # Errors
     /// As [`crate::Client::query_status`].
     pub fn query_status(&self) -> Result<StatusInfo, Error> {
-        self.runtime.block_on(self.inner.query_status())
+        self.run(QueryStatus)
     }
 
     /// Runs any operation of the async client to completion, which gives blocking callers every
-    /// typed call without a wrapper for each:
-    /// `qmp.run(|c| c.query_kvm())`, `qmp.run(|c| c.device_del("nic0"))`.
-    pub fn run<'a, F, T>(&'a self, operation: impl FnOnce(&'a crate::Client) -> F) -> T
+    /// convenient method without a wrapper for each:
+    /// `qmp.block_on(|c| c.query_kvm())`, `qmp.block_on(|c| c.device_del("nic0"))`.
+    pub fn block_on<'a, F, T>(&'a self, operation: impl FnOnce(&'a crate::Client) -> F) -> T
     where
         F: std::future::Future<Output = T>,
     {
@@ -227,16 +262,18 @@ impl EventReceiver {
         self.runtime.block_on(stream.next())
     }
 
-    /// The next event (skipping lag markers), waiting at most `timeout`.
+    /// The next item, waiting at most `timeout`. As with [`EventReceiver::recv`], a
+    /// [`EventItem::Lagged`] marker says where events were dropped because the subscriber
+    /// fell behind.
     ///
     /// # Errors
     /// [`Error::Timeout`] when none comes in time, [`Error::Disconnected`] when the connection
-    /// ended.
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<Event, Error> {
+    /// ended and the queue is empty.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<EventItem, Error> {
         let mut stream = self.stream();
-        let next = self.runtime.block_on(async { tokio::time::timeout(timeout, stream.next_event()).await });
+        let next = self.runtime.block_on(async { tokio::time::timeout(timeout, stream.next()).await });
         match next {
-            Ok(Some(event)) => Ok(event),
+            Ok(Some(item)) => Ok(item),
             Ok(None) => Err(Error::Disconnected(stream.end_reason().unwrap_or(Disconnect::Closed))),
             Err(_) => Err(Error::Timeout { what: "event".into(), after: timeout }),
         }

@@ -72,6 +72,21 @@ pub enum Error {
         /// Why.
         source: Arc<io::Error>,
     },
+    /// [`ClientBuilder::connect_until_ready`](crate::ClientBuilder::connect_until_ready) gave
+    /// up: the server was not ready by the deadline.
+    #[error("{endpoint} was not ready after {waited:?} ({attempts} attempts); last: {last}")]
+    NotReady {
+        /// Where.
+        endpoint: String,
+        /// How long it waited.
+        waited: Duration,
+        /// How many connections it tried.
+        attempts: u32,
+        /// What the last attempt saw: the socket missing ([`Error::Connect`] with
+        /// `NotFound`), refusing (`ConnectionRefused`), or accepting without a greeting
+        /// ([`Error::Timeout`] of `negotiation`).
+        last: Box<Error>,
+    },
     /// The caller asked for something the connection cannot do.
     #[error(transparent)]
     Misuse(MisuseError),
@@ -112,10 +127,10 @@ impl Error {
         matches!(self, Error::Disconnected(_))
     }
 
-    /// Whether a deadline passed.
+    /// Whether a deadline passed ([`Error::Timeout`], or [`Error::NotReady`]).
     #[must_use]
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout { .. })
+        matches!(self, Error::Timeout { .. } | Error::NotReady { .. })
     }
 }
 

@@ -2,12 +2,13 @@
 //! tools.
 //!
 //! QEMU is started with `-daemonize`: its first process exits only after QEMU has finished
-//! initialising, so the QMP socket is listening by the time [`Launcher::start`] returns, with
-//! no polling. The instance is killed when the [`Instance`] is dropped, also on panic.
+//! initialising, so the QMP socket is listening by the time [`Launcher::start`] (blocking) or
+//! [`Launcher::start_async`] returns, with no polling. The instance is killed when the
+//! [`Instance`] is dropped, also on panic.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use rustix::process::Signal;
@@ -58,6 +59,7 @@ pub struct Launcher {
     args: Vec<OsString>,
     pretty: bool,
     connect_to: Option<PathBuf>,
+    socket: Option<PathBuf>,
 }
 
 impl Launcher {
@@ -65,7 +67,7 @@ impl Launcher {
     /// `-machine none`.
     pub fn system() -> Self {
         let binary = std::env::var_os(QEMU_ENV).map_or_else(|| PathBuf::from(DEFAULT_QEMU), PathBuf::from);
-        Launcher { binary, flavor: Flavor::System, args: Vec::new(), pretty: false, connect_to: None }
+        Launcher { binary, flavor: Flavor::System, args: Vec::new(), pretty: false, connect_to: None, socket: None }
     }
 
     /// `qemu-storage-daemon` from `PATH`.
@@ -76,6 +78,7 @@ impl Launcher {
             args: Vec::new(),
             pretty: false,
             connect_to: None,
+            socket: None,
         }
     }
 
@@ -110,14 +113,42 @@ impl Launcher {
         self
     }
 
-    /// Starts QEMU and returns once its QMP socket is listening.
+    /// Listens on this unix socket path instead of one in the instance's private directory,
+    /// so that a client can be started at the same time as QEMU (see
+    /// [`ClientBuilder::connect_until_ready`](crate::ClientBuilder::connect_until_ready)).
+    /// Ignored with [`Launcher::connect_to`].
+    pub fn qmp_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.socket = Some(path.into());
+        self
+    }
+
+    /// Starts QEMU and returns once its QMP socket is listening, blocking the thread while
+    /// QEMU initialises. In async code, use [`Launcher::start_async`].
     ///
     /// # Errors
     /// [`LaunchError::NotFound`] when the binary does not exist, [`LaunchError::Failed`] when
     /// QEMU exits with an error, and [`LaunchError::Io`] for other failures.
     pub fn start(&self) -> Result<Instance, LaunchError> {
+        let (mut cmd, started) = self.prepare()?;
+        started.finish(cmd.output(), &self.binary)
+    }
+
+    /// Starts QEMU and returns once its QMP socket is listening, without blocking the async
+    /// runtime: the wait for QEMU's first process (which exits when QEMU has initialised, with
+    /// `-daemonize`) is a child-process wait of tokio's, not a sleep or a poll.
+    ///
+    /// # Errors
+    /// As [`Launcher::start`].
+    pub async fn start_async(&self) -> Result<Instance, LaunchError> {
+        let (cmd, started) = self.prepare()?;
+        let output = tokio::process::Command::from(cmd).kill_on_drop(true).output().await;
+        started.finish(output, &self.binary)
+    }
+
+    /// The command line, and the directory and paths it uses.
+    fn prepare(&self) -> Result<(Command, Starting), LaunchError> {
         let dir = private_dir()?;
-        let socket = self.connect_to.clone().unwrap_or_else(|| dir.join("qmp.sock"));
+        let socket = self.connect_to.clone().or_else(|| self.socket.clone()).unwrap_or_else(|| dir.join("qmp.sock"));
         let pidfile = dir.join("qemu.pid");
         let mut cmd = Command::new(&self.binary);
         // qemu-storage-daemon takes only the double-dash spellings of the options.
@@ -143,31 +174,51 @@ impl Launcher {
         }
         cmd.arg(format!("{dash}pidfile")).arg(&pidfile);
         cmd.args(&self.args);
-        let output = match cmd.output() {
+        Ok((cmd, Starting { dir, socket, pidfile }))
+    }
+}
+
+/// A QEMU being started: what [`Launcher::prepare`] chose, until its first process has exited.
+struct Starting {
+    dir: PathBuf,
+    socket: PathBuf,
+    pidfile: PathBuf,
+}
+
+impl Starting {
+    /// Turns the first process's exit into an [`Instance`], or an error after removing the
+    /// directory.
+    fn finish(self, output: std::io::Result<Output>, binary: &Path) -> Result<Instance, LaunchError> {
+        let output = match output {
             Ok(output) => output,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(LaunchError::NotFound(self.binary.clone()));
-            }
             Err(err) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(err.into());
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return Err(if err.kind() == std::io::ErrorKind::NotFound {
+                    LaunchError::NotFound(binary.to_owned())
+                } else {
+                    err.into()
+                });
             }
         };
         if !output.status.success() {
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_dir_all(&self.dir);
             return Err(LaunchError::Failed {
                 status: output.status,
                 stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             });
         }
-        let pid = std::fs::read_to_string(&pidfile)?
-            .trim()
-            .parse()
+        let pid = std::fs::read_to_string(&self.pidfile)
             .ok()
+            .and_then(|text| text.trim().parse().ok())
             .and_then(Pid::from_raw)
-            .ok_or_else(|| std::io::Error::other("QEMU wrote an unreadable pid file"))?;
-        Ok(Instance { pid, dir, socket })
+            .ok_or_else(|| std::io::Error::other("QEMU wrote no readable pid file"));
+        match pid {
+            Ok(pid) => Ok(Instance { pid, dir: self.dir, socket: self.socket }),
+            Err(err) => {
+                let _ = std::fs::remove_dir_all(&self.dir);
+                Err(err.into())
+            }
+        }
     }
 }
 

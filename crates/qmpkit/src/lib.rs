@@ -6,6 +6,7 @@
 //!   callers without async.
 //! - [`launch`]: start a QEMU with a QMP socket, for tests and tools.
 //! - [`transport`]: unix and TCP endpoints, file descriptor passing.
+//! - [`commands`]: typed commands, run with [`Client::run`].
 //! - [`types`]: typed results and events for the common commands.
 //!
 //! Both ends are built on the sans-IO core in [`qmpkit_proto`], which this crate re-exports as
@@ -13,6 +14,7 @@
 
 pub mod blocking;
 pub mod client;
+pub mod commands;
 mod error;
 pub mod launch;
 pub mod server;

@@ -7,7 +7,8 @@
 
 use std::fmt;
 
-use qmpkit_proto::Event;
+use qmpkit_proto::{Event, VersionInfo};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
@@ -97,6 +98,51 @@ open_enum! {
         GuestPanicked = "guest-panicked",
         /// In COLO mode.
         Colo = "colo",
+    }
+}
+
+/// The result of a command that returns nothing: `{}` on the wire.
+///
+/// Any value is accepted, so a command that starts returning something in a newer QEMU still
+/// succeeds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Empty;
+
+impl<'de> Deserialize<'de> for Empty {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(deserializer).map(|_| Empty)
+    }
+}
+
+impl Serialize for Empty {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        serializer.serialize_map(Some(0))?.end()
+    }
+}
+
+/// `query-version`: the protocol core's [`VersionInfo`] (as in the greeting), decodable with
+/// serde. It dereferences to the [`VersionInfo`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version(pub VersionInfo);
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        VersionInfo::from_value(&value).map(Version).map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::ops::Deref for Version {
+    type Target = VersionInfo;
+    fn deref(&self) -> &VersionInfo {
+        &self.0
+    }
+}
+
+impl From<Version> for VersionInfo {
+    fn from(version: Version) -> VersionInfo {
+        version.0
     }
 }
 

@@ -116,6 +116,7 @@
 
 pub(crate) mod driver;
 pub(crate) mod events;
+mod ready;
 mod typed;
 
 use std::os::fd::OwnedFd;
@@ -136,6 +137,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use self::driver::{Call, Driver, Reader, ToDriver, Writer};
 use self::events::Subscribers;
 pub use self::events::{DEFAULT_EVENT_BUFFER, EventFilter, EventItem, EventStream};
+pub use self::ready::{DEFAULT_RETRY_INITIAL, DEFAULT_RETRY_MAX};
 use crate::error::{Disconnect, Error};
 use crate::transport::{Endpoint, Listener, Stream};
 
@@ -154,6 +156,8 @@ pub struct ClientBuilder {
     call_timeout: Option<Duration>,
     event_buffer: usize,
     in_band_ids: bool,
+    retry_initial: Duration,
+    retry_max: Duration,
 }
 
 impl Default for ClientBuilder {
@@ -167,6 +171,8 @@ impl Default for ClientBuilder {
             call_timeout: None,
             event_buffer: DEFAULT_EVENT_BUFFER,
             in_band_ids: true,
+            retry_initial: DEFAULT_RETRY_INITIAL,
+            retry_max: DEFAULT_RETRY_MAX,
         }
     }
 }
@@ -556,9 +562,51 @@ impl Client {
     /// [`Error::Decode`] when the result does not fit `R`, and the errors of
     /// [`Client::execute`].
     pub async fn execute_as<R: DeserializeOwned>(&self, name: &str, arguments: impl Serialize) -> Result<R, Error> {
-        // Straight from the reply's text into `R`, never through a `Value`.
         let raw = self.execute_raw_json(name, arguments).await?;
-        decode_json(raw.get().as_bytes()).map_err(|e| Error::Decode { command: name.to_owned(), reason: e.to_string() })
+        decode_result(name, &raw)
+    }
+
+    /// Runs a typed [`Command`](crate::commands::Command) and decodes its result, straight
+    /// from the reply's text.
+    ///
+    /// ```no_run
+    /// # async fn demo(qmp: qmpkit::Client) -> Result<(), qmpkit::Error> {
+    /// use qmpkit::commands::{QomGet, QueryStatus};
+    /// let status = qmp.run(QueryStatus).await?;
+    /// let machine = qmp.run(QomGet { path: "/machine".into(), property: "type".into() }).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Client::execute_as`], and [`Error::FdsNeedUnixSocket`] when the command carries
+    /// file descriptors over another transport.
+    pub async fn run<C: crate::commands::Command>(&self, command: C) -> Result<C::Returns, Error> {
+        self.run_with(command, CallOptions::new()).await
+    }
+
+    /// Runs a typed command with per-call options: a deadline, out-of-band, an id. The
+    /// command's own file descriptors are sent after any given in `options`.
+    ///
+    /// ```no_run
+    /// # async fn demo(qmp: qmpkit::Client) -> Result<(), qmpkit::Error> {
+    /// use std::time::Duration;
+    /// use qmpkit::CallOptions;
+    /// use qmpkit::commands::QueryStatus;
+    /// let quick = CallOptions::new().timeout(Some(Duration::from_millis(500)));
+    /// let status = qmp.run_with(QueryStatus, quick).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Client::run`] and [`Client::call`].
+    pub async fn run_with<C: crate::commands::Command>(
+        &self,
+        mut command: C,
+        options: CallOptions,
+    ) -> Result<C::Returns, Error> {
+        let options = options.fds(command.take_fds());
+        let raw = self.call_raw(C::NAME, &command, options).await?;
+        decode_result(C::NAME, &raw)
     }
 
     /// Runs a command and returns its `return` value as the server's JSON text, undecoded: the
@@ -577,7 +625,7 @@ impl Client {
     /// As [`Client::execute`], [`Client::execute_oob`] and [`Client::execute_with_fds`].
     pub async fn call(&self, name: &str, arguments: impl Serialize, options: CallOptions) -> Result<Value, Error> {
         let raw = self.call_raw(name, arguments, options).await?;
-        decode_json(raw.get().as_bytes()).map_err(|e| Error::Decode { command: name.to_owned(), reason: e.to_string() })
+        decode_result(name, &raw)
     }
 
     async fn call_raw(
@@ -641,9 +689,36 @@ impl Client {
         filter: impl Into<EventFilter>,
         timeout: Duration,
     ) -> Result<(Value, Event), Error> {
+        self.and_wait(name, self.execute(name, arguments), filter.into(), timeout).await
+    }
+
+    /// Runs a typed command and waits for the first event that `filter` accepts, as
+    /// [`Client::execute_and_wait`].
+    ///
+    /// # Errors
+    /// As [`Client::execute_and_wait`] and [`Client::run`].
+    pub async fn run_and_wait<C: crate::commands::Command>(
+        &self,
+        command: C,
+        filter: impl Into<EventFilter>,
+        timeout: Duration,
+    ) -> Result<(C::Returns, Event), Error> {
+        self.and_wait(C::NAME, self.run(command), filter.into(), timeout).await
+    }
+
+    /// Subscribes, then runs `call`, then waits for the event; the deadline covers both.
+    async fn and_wait<T>(
+        &self,
+        name: &str,
+        call: impl std::future::Future<Output = Result<T, Error>>,
+        filter: EventFilter,
+        timeout: Duration,
+    ) -> Result<(T, Event), Error> {
+        // The subscription is made here, before `call` is first polled, so the command has
+        // not been sent yet.
         let mut events = self.subscribe(filter);
         let work = async {
-            let value = self.execute(name, arguments).await?;
+            let value = call.await?;
             match events.next_event().await {
                 Some(event) => Ok((value, event)),
                 None => Err(Error::Disconnected(events.end_reason().unwrap_or(Disconnect::Closed))),
@@ -686,6 +761,11 @@ impl Client {
         guard.armed = false;
         result
     }
+}
+
+/// Decodes a result straight from the reply's text into `R`, never through a `Value`.
+fn decode_result<R: DeserializeOwned>(name: &str, raw: &RawValue) -> Result<R, Error> {
+    decode_json(raw.get().as_bytes()).map_err(|e| Error::Decode { command: name.to_owned(), reason: e.to_string() })
 }
 
 fn to_arguments(name: &str, arguments: impl Serialize) -> Result<Option<Map<String, Value>>, Error> {

@@ -1,14 +1,21 @@
-//! Typed calls for the commands most clients use. Each is a thin wrapper over
-//! [`Client::execute`] that builds the arguments and decodes the result with the types in
-//! [`crate::types`], which never fail on what newer QEMUs add.
+//! Convenient methods for the commands most clients use. Each is a thin wrapper over
+//! [`Client::run`] with the command types in [`crate::commands`], whose results (in
+//! [`crate::types`]) never fail on what newer QEMUs add. For a deadline or out-of-band
+//! execution, run the command type with [`Client::run_with`].
 
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use qmpkit_proto::{Event, VersionInfo};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::{Client, EventFilter};
+use crate::commands::{
+    AddFd, Closefd, Command as _, Cont, DeviceAdd, DeviceDel, Getfd, HumanMonitorCommand, QmpCapabilities, QomGet,
+    QomList, QomSet, QueryBlock, QueryCommands, QueryCpusFast, QueryFdsets, QueryJobs, QueryKvm, QueryName,
+    QueryQmpSchema, QueryStatus, QueryUuid, QueryVersion, Quit, RemoveFd, Stop, SystemPowerdown, SystemReset,
+    SystemWakeup,
+};
 use crate::error::Error;
 use crate::types::{
     AddFdInfo, BlockInfo, CommandInfo, CpuInfoFast, FdsetInfo, JobInfo, KvmInfo, NameInfo, ObjectPropertyInfo,
@@ -16,277 +23,260 @@ use crate::types::{
 };
 
 impl Client {
-    async fn execute_unit(&self, name: &str, arguments: Value) -> Result<(), Error> {
-        self.execute(name, arguments).await.map(drop)
-    }
-
-    /// `qmp_capabilities`. The client negotiates by itself when it connects; sending it again
-    /// yields QEMU's `CommandNotFound` error.
+    /// `qmp_capabilities` ([`QmpCapabilities`]). The client negotiates by itself when it
+    /// connects; sending it again yields QEMU's `CommandNotFound` error.
     ///
     /// # Errors
-    /// As [`Client::execute`].
+    /// As [`Client::run`].
     pub async fn qmp_capabilities(&self, enable: &[&str]) -> Result<(), Error> {
-        self.execute_unit("qmp_capabilities", json!({"enable": enable})).await
+        let enable = Some(enable.iter().map(|&c| c.to_owned()).collect());
+        self.run(QmpCapabilities { enable }).await.map(drop)
     }
 
-    /// `query-version`.
+    /// `query-version` ([`QueryVersion`]).
     ///
     /// # Errors
-    /// As [`Client::execute_as`].
+    /// As [`Client::run`].
     pub async fn query_version(&self) -> Result<VersionInfo, Error> {
-        let value = self.execute("query-version", ()).await?;
-        VersionInfo::from_value(&value)
-            .map_err(|reason| Error::Decode { command: "query-version".into(), reason: reason.into() })
+        self.run(QueryVersion).await.map(Into::into)
     }
 
-    /// `query-status`.
+    /// `query-status` ([`QueryStatus`]).
     ///
     /// # Errors
-    /// As [`Client::execute_as`].
+    /// As [`Client::run`].
     pub async fn query_status(&self) -> Result<StatusInfo, Error> {
-        self.execute_as("query-status", ()).await
+        self.run(QueryStatus).await
     }
 
-    /// `stop`: pauses the VM (a `STOP` event follows when it was running).
+    /// `stop` ([`Stop`]): pauses the VM (a `STOP` event follows when it was running).
     ///
     /// # Errors
-    /// As [`Client::execute`].
+    /// As [`Client::run`].
     pub async fn stop(&self) -> Result<(), Error> {
-        self.execute_unit("stop", Value::Null).await
+        self.run(Stop).await.map(drop)
     }
 
-    /// `cont`: resumes the VM (a `RESUME` event follows when it was paused).
+    /// `cont` ([`Cont`]): resumes the VM (a `RESUME` event follows when it was paused).
     ///
     /// # Errors
-    /// As [`Client::execute`].
+    /// As [`Client::run`].
     pub async fn cont(&self) -> Result<(), Error> {
-        self.execute_unit("cont", Value::Null).await
+        self.run(Cont).await.map(drop)
     }
 
-    /// `system_reset` (a `RESET` event follows).
+    /// `system_reset` ([`SystemReset`]; a `RESET` event follows).
     ///
     /// # Errors
-    /// As [`Client::execute`].
+    /// As [`Client::run`].
     pub async fn system_reset(&self) -> Result<(), Error> {
-        self.execute_unit("system_reset", Value::Null).await
+        self.run(SystemReset).await.map(drop)
     }
 
-    /// `system_powerdown`: asks the guest to power down; it may ignore the request.
+    /// `system_powerdown` ([`SystemPowerdown`]): asks the guest to power down; it may ignore
+    /// the request.
     ///
     /// # Errors
-    /// As [`Client::execute`].
+    /// As [`Client::run`].
     pub async fn system_powerdown(&self) -> Result<(), Error> {
-        self.execute_unit("system_powerdown", Value::Null).await
+        self.run(SystemPowerdown).await.map(drop)
     }
 
     /// `system_powerdown`, then waits for `SHUTDOWN`.
     ///
     /// # Errors
     /// [`Error::Timeout`] when the guest does not shut down in time, and the errors of
-    /// [`Client::execute_and_wait`].
+    /// [`Client::run_and_wait`].
     pub async fn system_powerdown_and_wait(&self, timeout: Duration) -> Result<Event, Error> {
-        Ok(self.execute_and_wait("system_powerdown", (), "SHUTDOWN", timeout).await?.1)
+        Ok(self.run_and_wait(SystemPowerdown, "SHUTDOWN", timeout).await?.1)
     }
 
-    /// `system_wakeup`: wakes a suspended guest.
+    /// `system_wakeup` ([`SystemWakeup`]): wakes a suspended guest.
     ///
     /// # Errors
-    /// As [`Client::execute`].
+    /// As [`Client::run`].
     pub async fn system_wakeup(&self) -> Result<(), Error> {
-        self.execute_unit("system_wakeup", Value::Null).await
+        self.run(SystemWakeup).await.map(drop)
     }
 
-    /// `quit`: QEMU exits. The end of the stream that follows counts as success.
+    /// `quit` ([`Quit`]): QEMU exits. The end of the stream that follows counts as success.
     ///
     /// # Errors
-    /// As [`Client::execute`].
+    /// As [`Client::run`].
     pub async fn quit(&self) -> Result<(), Error> {
-        self.execute_unit("quit", Value::Null).await
+        self.run(Quit).await.map(drop)
     }
 
-    /// `query-kvm`.
+    /// `query-kvm` ([`QueryKvm`]).
     ///
     /// # Errors
-    /// As [`Client::execute_as`].
+    /// As [`Client::run`].
     pub async fn query_kvm(&self) -> Result<KvmInfo, Error> {
-        self.execute_as("query-kvm", ()).await
+        self.run(QueryKvm).await
     }
 
-    /// `query-name`.
+    /// `query-name` ([`QueryName`]).
     ///
     /// # Errors
-    /// As [`Client::execute_as`].
+    /// As [`Client::run`].
     pub async fn query_name(&self) -> Result<NameInfo, Error> {
-        self.execute_as("query-name", ()).await
+        self.run(QueryName).await
     }
 
-    /// `query-uuid`.
+    /// `query-uuid` ([`QueryUuid`]).
     ///
     /// # Errors
-    /// As [`Client::execute_as`].
+    /// As [`Client::run`].
     pub async fn query_uuid(&self) -> Result<UuidInfo, Error> {
-        self.execute_as("query-uuid", ()).await
+        self.run(QueryUuid).await
     }
 
-    /// `query-commands`.
+    /// `query-commands` ([`QueryCommands`]).
     ///
     /// # Errors
-    /// As [`Client::execute_as`].
+    /// As [`Client::run`].
     pub async fn query_commands(&self) -> Result<Vec<CommandInfo>, Error> {
-        self.execute_as("query-commands", ()).await
+        self.run(QueryCommands).await
     }
 
-    /// `query-qmp-schema`, loaded into a [`qmpkit_schema::Schema`] for lookups, validation and
-    /// help.
+    /// `query-qmp-schema` ([`QueryQmpSchema`]), loaded into a [`qmpkit_schema::Schema`] for
+    /// lookups, validation and help.
     ///
     /// # Errors
-    /// [`Error::Decode`] when the schema does not load, and the errors of [`Client::execute`].
+    /// [`Error::Decode`] when the schema does not load, and the errors of [`Client::run`].
     pub async fn query_qmp_schema(&self) -> Result<qmpkit_schema::Schema, Error> {
-        let value = self.execute("query-qmp-schema", ()).await?;
-        qmpkit_schema::Schema::from_value(value)
-            .map_err(|e| Error::Decode { command: "query-qmp-schema".into(), reason: e.to_string() })
+        let infos = self.run(QueryQmpSchema).await?;
+        qmpkit_schema::Schema::from_infos(infos)
+            .map_err(|e| Error::Decode { command: QueryQmpSchema::NAME.into(), reason: e.to_string() })
     }
 
-    /// `human-monitor-command`: runs an HMP command line and returns its output. HMP reports
-    /// its own errors as output text, not as QMP errors.
+    /// `human-monitor-command` ([`HumanMonitorCommand`]): runs an HMP command line and
+    /// returns its output. HMP reports its own errors as output text, not as QMP errors.
     ///
     /// # Errors
-    /// As [`Client::execute_as`].
+    /// As [`Client::run`].
     pub async fn human_monitor_command(&self, command_line: &str) -> Result<String, Error> {
-        self.execute_as("human-monitor-command", json!({"command-line": command_line})).await
+        self.run(HumanMonitorCommand::new(command_line)).await
     }
 
-    /// `getfd`: gives QEMU a file descriptor under a name.
+    /// `getfd` ([`Getfd`]): gives QEMU a file descriptor under a name.
     ///
     /// # Errors
-    /// As [`Client::execute_with_fds`].
+    /// As [`Client::run`].
     pub async fn getfd(&self, fdname: &str, fd: OwnedFd) -> Result<(), Error> {
-        self.execute_with_fds("getfd", json!({"fdname": fdname}), [fd]).await.map(drop)
+        self.run(Getfd::new(fdname, fd)).await.map(drop)
     }
 
-    /// `closefd`.
+    /// `closefd` ([`Closefd`]).
     ///
     /// # Errors
-    /// As [`Client::execute`].
+    /// As [`Client::run`].
     pub async fn closefd(&self, fdname: &str) -> Result<(), Error> {
-        self.execute_unit("closefd", json!({"fdname": fdname})).await
+        self.run(Closefd { fdname: fdname.to_owned() }).await.map(drop)
     }
 
-    /// `add-fd`: adds a file descriptor to an fd set (a new one when `fdset_id` is `None`).
+    /// `add-fd` ([`AddFd`]): adds a file descriptor to an fd set (a new one when `fdset_id`
+    /// is `None`).
     ///
     /// # Errors
-    /// As [`Client::execute_with_fds`].
+    /// As [`Client::run`].
     pub async fn add_fd(&self, fd: OwnedFd, fdset_id: Option<i64>, opaque: Option<&str>) -> Result<AddFdInfo, Error> {
-        let mut arguments = Map::new();
-        if let Some(id) = fdset_id {
-            arguments.insert("fdset-id".into(), id.into());
-        }
-        if let Some(opaque) = opaque {
-            arguments.insert("opaque".into(), opaque.into());
-        }
-        let value = self.execute_with_fds("add-fd", arguments, [fd]).await?;
-        serde_json::from_value(value).map_err(|e| Error::Decode { command: "add-fd".into(), reason: e.to_string() })
+        self.run(AddFd { fdset_id, opaque: opaque.map(str::to_owned), fd: Some(fd) }).await
     }
 
-    /// `remove-fd`: removes one descriptor, or the whole set when `fd` is `None`.
+    /// `remove-fd` ([`RemoveFd`]): removes one descriptor, or the whole set when `fd` is
+    /// `None`.
     ///
     /// # Errors
-    /// As [`Client::execute`].
+    /// As [`Client::run`].
     pub async fn remove_fd(&self, fdset_id: i64, fd: Option<i64>) -> Result<(), Error> {
-        let mut arguments = json!({"fdset-id": fdset_id});
-        if let Some(fd) = fd {
-            arguments["fd"] = fd.into();
-        }
-        self.execute_unit("remove-fd", arguments).await
+        self.run(RemoveFd { fdset_id, fd }).await.map(drop)
     }
 
-    /// `query-fdsets`.
+    /// `query-fdsets` ([`QueryFdsets`]).
     ///
     /// # Errors
-    /// As [`Client::execute_as`].
+    /// As [`Client::run`].
     pub async fn query_fdsets(&self) -> Result<Vec<FdsetInfo>, Error> {
-        self.execute_as("query-fdsets", ()).await
+        self.run(QueryFdsets).await
     }
 
-    /// `query-cpus-fast`.
+    /// `query-cpus-fast` ([`QueryCpusFast`]).
     ///
     /// # Errors
-    /// As [`Client::execute_as`].
+    /// As [`Client::run`].
     pub async fn query_cpus_fast(&self) -> Result<Vec<CpuInfoFast>, Error> {
-        self.execute_as("query-cpus-fast", ()).await
+        self.run(QueryCpusFast).await
     }
 
-    /// `query-block`.
+    /// `query-block` ([`QueryBlock`]).
     ///
     /// # Errors
-    /// As [`Client::execute_as`].
+    /// As [`Client::run`].
     pub async fn query_block(&self) -> Result<Vec<BlockInfo>, Error> {
-        self.execute_as("query-block", ()).await
+        self.run(QueryBlock).await
     }
 
-    /// `query-jobs`.
+    /// `query-jobs` ([`QueryJobs`]).
     ///
     /// # Errors
-    /// As [`Client::execute_as`].
+    /// As [`Client::run`].
     pub async fn query_jobs(&self) -> Result<Vec<JobInfo>, Error> {
-        self.execute_as("query-jobs", ()).await
+        self.run(QueryJobs).await
     }
 
-    /// `qom-list`: the properties of the object at `path`.
+    /// `qom-list` ([`QomList`]): the properties of the object at `path`.
     ///
     /// # Errors
-    /// As [`Client::execute_as`].
+    /// As [`Client::run`].
     pub async fn qom_list(&self, path: &str) -> Result<Vec<ObjectPropertyInfo>, Error> {
-        self.execute_as("qom-list", json!({"path": path})).await
+        self.run(QomList { path: path.to_owned() }).await
     }
 
-    /// `qom-get`.
+    /// `qom-get` ([`QomGet`]).
     ///
     /// # Errors
-    /// As [`Client::execute`].
+    /// As [`Client::run`].
     pub async fn qom_get(&self, path: &str, property: &str) -> Result<Value, Error> {
-        self.execute("qom-get", json!({"path": path, "property": property})).await
+        self.run(QomGet { path: path.to_owned(), property: property.to_owned() }).await
     }
 
-    /// `qom-set`.
+    /// `qom-set` ([`QomSet`]).
     ///
     /// # Errors
-    /// As [`Client::execute`].
+    /// As [`Client::run`].
     pub async fn qom_set(&self, path: &str, property: &str, value: Value) -> Result<(), Error> {
-        self.execute_unit("qom-set", json!({"path": path, "property": property, "value": value})).await
+        self.run(QomSet { path: path.to_owned(), property: property.to_owned(), value }).await.map(drop)
     }
 
-    /// `device_add` with a driver, an optional id and any further device properties.
+    /// `device_add` ([`DeviceAdd`]) with a driver, an optional id and any further device
+    /// properties.
     ///
     /// # Errors
-    /// As [`Client::execute`].
+    /// As [`Client::run`].
     pub async fn device_add(
         &self,
         driver: &str,
         id: Option<&str>,
         properties: Map<String, Value>,
     ) -> Result<(), Error> {
-        let mut arguments = properties;
-        arguments.insert("driver".into(), driver.into());
-        if let Some(id) = id {
-            arguments.insert("id".into(), id.into());
-        }
-        self.execute_unit("device_add", Value::Object(arguments)).await
+        self.run(DeviceAdd { properties, driver: driver.to_owned(), id: id.map(str::to_owned) }).await.map(drop)
     }
 
-    /// `device_del`: asks for a device's removal, which completes with `DEVICE_DELETED`.
+    /// `device_del` ([`DeviceDel`]): asks for a device's removal, which completes with
+    /// `DEVICE_DELETED`.
     ///
     /// # Errors
-    /// As [`Client::execute`].
+    /// As [`Client::run`].
     pub async fn device_del(&self, id: &str) -> Result<(), Error> {
-        self.execute_unit("device_del", json!({"id": id})).await
+        self.run(DeviceDel { id: id.to_owned() }).await.map(drop)
     }
 
     /// `device_del`, then waits for the `DEVICE_DELETED` event of that device.
     ///
     /// # Errors
     /// [`Error::Timeout`] when the guest does not release the device in time, and the errors
-    /// of [`Client::execute_and_wait`].
+    /// of [`Client::run_and_wait`].
     pub async fn device_del_and_wait(&self, id: &str, timeout: Duration) -> Result<Event, Error> {
         let wanted = id.to_owned();
         let filter = EventFilter::names(["DEVICE_DELETED"]).with_predicate(move |event| {
@@ -295,6 +285,6 @@ impl Client {
             let path = data.and_then(|d| d.get("path")).and_then(Value::as_str);
             device == Some(wanted.as_str()) || path == Some(wanted.as_str())
         });
-        Ok(self.execute_and_wait("device_del", json!({"id": id}), filter, timeout).await?.1)
+        Ok(self.run_and_wait(DeviceDel { id: id.to_owned() }, filter, timeout).await?.1)
     }
 }
