@@ -66,3 +66,37 @@ fn qmp_errors_fds_timeouts_and_the_end() {
     client.close();
     assert!(!matches!(client.closed_reason(), Some(Disconnect::Closed)));
 }
+
+#[test]
+fn recv_timeout_shows_where_events_were_lost() {
+    let qemu = qemu_pc_paused();
+    let client = Client::connect_with(qmpkit::ClientBuilder::new().event_buffer(1), socket(&qemu)).unwrap();
+    let events = client.subscribe(qmpkit::EventFilter::names(["RESUME", "STOP"]));
+    // QEMU sends each event before the reply of the command that caused it, so all three are
+    // queued, or counted as missed, once the calls return.
+    client.run(qmpkit::commands::Cont).unwrap();
+    client.run(qmpkit::commands::Stop).unwrap();
+    client.run(qmpkit::commands::Cont).unwrap();
+    let wait = Duration::from_secs(5);
+    assert!(matches!(events.recv_timeout(wait), Ok(EventItem::Event(e)) if e.name == "RESUME"));
+    assert_eq!(events.recv_timeout(wait).unwrap(), EventItem::Lagged { missed: 2 });
+    assert!(events.recv_timeout(Duration::from_millis(100)).unwrap_err().is_timeout());
+}
+
+#[test]
+fn connects_until_ready_and_runs_typed_commands_with_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let connecting = std::thread::spawn({
+        let path = path.display().to_string();
+        move || Client::connect_until_ready(qmpkit::ClientBuilder::new(), path, Duration::from_secs(30))
+    });
+    let qemu = qmpkit_tests::start(qmpkit::launch::Launcher::system().qmp_socket(&path));
+    let client = connecting.join().unwrap().expect("connected once QEMU was ready");
+    let quick = CallOptions::new().timeout(Some(Duration::from_secs(10)));
+    assert!(client.run_with(qmpkit::commands::QueryStatus, quick).unwrap().running);
+    qemu.signal(Signal::STOP).unwrap();
+    let quick = CallOptions::new().timeout(Some(Duration::from_millis(200)));
+    assert!(client.run_with(qmpkit::commands::QueryStatus, quick).unwrap_err().is_timeout());
+    qemu.signal(Signal::CONT).unwrap();
+}

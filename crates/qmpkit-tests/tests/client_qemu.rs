@@ -317,7 +317,9 @@ async fn device_add_and_device_del_with_its_event() {
 async fn connect_until_ready_while_qemu_starts() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("qmp.sock");
-    // The client starts before QEMU has even been spawned: the socket does not exist yet.
+    // The client starts before QEMU has even been spawned: the socket does not exist yet, and
+    // a plain connect would fail with NotFound.
+    assert!(!path.exists());
     let connecting = Client::builder().connect_until_ready(path.display().to_string(), Duration::from_secs(30));
     let (client, qemu) = tokio::join!(connecting, start_async(Launcher::system().qmp_socket(&path)));
     let client = client.expect("connected once QEMU was ready");
@@ -363,4 +365,20 @@ async fn qmp_errors_from_qemu_name_the_command() {
     assert_eq!(error.to_string(), "query-foo: CommandNotFound: The command query-foo has not been found");
     let error = client.device_del("nic9").await.unwrap_err();
     assert_eq!(error.to_string(), "device_del: DeviceNotFound: Device 'nic9' not found");
+}
+
+#[tokio::test]
+async fn start_async_yields_to_the_runtime_while_qemu_starts() {
+    let launcher = Launcher::system();
+    let mut starting = std::pin::pin!(launcher.start_async());
+    // One poll spawns QEMU and must return at once; a blocking start would finish inside it.
+    let first_poll = tokio::select! {
+        biased;
+        started = &mut starting => Some(started),
+        () = std::future::ready(()) => None,
+    };
+    assert!(first_poll.is_none(), "start_async blocked until QEMU was up");
+    let qemu = starting.await.expect("QEMU started");
+    let client = connect(&qemu).await;
+    assert!(client.query_status().await.unwrap().running);
 }

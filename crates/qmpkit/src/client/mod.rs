@@ -106,6 +106,50 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Typed commands: each a small type from [`crate::commands`] (or one's own), with the
+//! options of any call.
+//! ```no_run
+//! # async fn demo(qmp: qmpkit::Client) -> Result<(), qmpkit::Error> {
+//! use std::time::Duration;
+//! use qmpkit::CallOptions;
+//! use qmpkit::commands::{Getfd, QueryStatus};
+//!
+//! let status = qmp.run(QueryStatus).await?;
+//! let quick = CallOptions::new().timeout(Some(Duration::from_millis(500)));
+//! let status = qmp.run_with(QueryStatus, quick).await?;
+//! let (_read, write) = std::io::pipe().expect("pipe");
+//! qmp.run(Getfd::new("log", write.into())).await?; // the descriptor travels with the command
+//! # Ok(()) }
+//! ```
+//!
+//! Connecting while QEMU starts: the socket may not exist yet, refuse, or accept without a
+//! greeting for a while.
+//! ```no_run
+//! # async fn demo() -> Result<(), qmpkit::Error> {
+//! use std::time::Duration;
+//! let qmp = qmpkit::Client::builder().connect_until_ready("/run/vm1/qmp.sock", Duration::from_secs(30)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Defaults
+//!
+//! | what | default | set with |
+//! |---|---|---|
+//! | handshake | read the greeting, then negotiate | [`ClientBuilder::no_greeting`], [`ClientBuilder::no_negotiation`] |
+//! | `oob` | enabled when the server offers it | [`ClientBuilder::oob`] |
+//! | connect deadline | 10 s ([`DEFAULT_CONNECT_TIMEOUT`]) | [`ClientBuilder::connect_timeout`] |
+//! | greeting and negotiation deadline | 10 s ([`DEFAULT_HANDSHAKE_TIMEOUT`]) | [`ClientBuilder::handshake_timeout`] |
+//! | call deadline | none: a call waits for its reply or the end of the connection | [`ClientBuilder::call_timeout`], per call [`CallOptions::timeout`] |
+//! | largest message from the server | 64 MiB, QEMU's own limit | [`ClientBuilder::max_message_size`] |
+//! | nesting depth and tokens per message | 1024 and 2 Mi, QEMU's limits | fixed |
+//! | events a subscriber may fall behind | 256 ([`DEFAULT_EVENT_BUFFER`]), then a [`EventItem::Lagged`] marker | [`ClientBuilder::event_buffer`], [`Client::subscribe_with_buffer`] |
+//! | ids on in-band commands | yes | [`ClientBuilder::in_band_ids`] |
+//! | in-band commands in flight with `oob` on | 8, QEMU's limit; more wait in a queue | fixed |
+//! | calls waiting to reach the connection's task | 1024, then callers wait | fixed |
+//! | socket reads | up to 64 KiB at a time | fixed |
+//! | file descriptors per command | 16 ([`crate::transport::MAX_FDS_PER_MESSAGE`]) | fixed |
+//! | pauses of [`ClientBuilder::connect_until_ready`] | 10 ms, doubling up to 500 ms ([`DEFAULT_RETRY_INITIAL`], [`DEFAULT_RETRY_MAX`]) | [`ClientBuilder::retry_backoff`] |
+//!
 //! # Failure
 //! When the server closes the connection, dies or sends something the session cannot recover
 //! from, every pending call fails at once with [`Error::Disconnected`] carrying the reason,
@@ -144,6 +188,12 @@ use crate::transport::{Endpoint, Listener, Stream};
 /// How many calls may wait to reach the driver before callers wait to send.
 const CALL_QUEUE: usize = 1024;
 
+/// The default deadline for opening a connection ([`ClientBuilder::connect_timeout`]).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The default deadline for the greeting and negotiation ([`ClientBuilder::handshake_timeout`]).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Configures and opens a [`Client`].
 #[derive(Clone, Debug)]
 #[must_use]
@@ -166,8 +216,8 @@ impl Default for ClientBuilder {
             handshake: Handshake::Negotiate,
             enable_oob: true,
             limits: Limits::default(),
-            connect_timeout: Some(Duration::from_secs(10)),
-            handshake_timeout: Some(Duration::from_secs(10)),
+            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
             call_timeout: None,
             event_buffer: DEFAULT_EVENT_BUFFER,
             in_band_ids: true,
@@ -179,7 +229,8 @@ impl Default for ClientBuilder {
 
 impl ClientBuilder {
     /// A builder with the defaults: negotiate, enable `oob` when offered, QEMU's limits, 10 s
-    /// to connect and 10 s for the greeting and negotiation, no deadline on calls.
+    /// to connect and 10 s for the greeting and negotiation, no deadline on calls (the
+    /// [module docs](self#defaults) list them all).
     pub fn new() -> Self {
         Self::default()
     }
@@ -190,32 +241,37 @@ impl ClientBuilder {
         self
     }
 
-    /// Expects no greeting and does not negotiate, for peers such as the guest agent.
+    /// Expects no greeting and does not negotiate, for peers such as the guest agent (default:
+    /// read the greeting and negotiate).
     pub fn no_greeting(mut self) -> Self {
         self.handshake = Handshake::None;
         self
     }
 
-    /// Reads the greeting but does not negotiate, as the December 2009 dialect wants.
+    /// Reads the greeting but does not negotiate, as the December 2009 dialect wants (default:
+    /// negotiate).
     pub fn no_negotiation(mut self) -> Self {
         self.handshake = Handshake::GreetingOnly;
         self
     }
 
-    /// The deadline for opening the connection.
+    /// The deadline for opening the connection (default 10 s, [`DEFAULT_CONNECT_TIMEOUT`];
+    /// `None`: the operating system's own).
     pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
     /// The deadline for the greeting and negotiation. A QEMU monitor that already has a client
-    /// accepts a second connection and then stays silent; this deadline is what notices.
+    /// accepts a second connection and then stays silent; this deadline is what notices
+    /// (default 10 s, [`DEFAULT_HANDSHAKE_TIMEOUT`]; `None`: wait forever).
     pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.handshake_timeout = timeout;
         self
     }
 
-    /// The default deadline of every call; [`CallOptions::timeout`] overrides it per call.
+    /// The default deadline of every call; [`CallOptions::timeout`] overrides it per call
+    /// (default `None`: a call waits until its reply comes or the connection ends).
     pub fn call_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.call_timeout = timeout;
         self
@@ -227,7 +283,8 @@ impl ClientBuilder {
         self
     }
 
-    /// How many events each subscriber may fall behind before it lags (default 256).
+    /// How many events each subscriber may fall behind before it lags (default 256,
+    /// [`DEFAULT_EVENT_BUFFER`]); [`Client::subscribe_with_buffer`] sets it per subscriber.
     pub fn event_buffer(mut self, events: usize) -> Self {
         self.event_buffer = events.max(1);
         self
@@ -379,7 +436,10 @@ async fn with_deadline<F: std::future::Future>(
     }
 }
 
-/// Per-call options for [`Client::call`].
+/// Per-call options: a deadline, out-of-band execution, file descriptors, an id. Every kind of
+/// call takes them: [`Client::call`] (a JSON value), [`Client::call_as`] (a type of one's
+/// own), [`Client::call_raw_json`] (undecoded text) and [`Client::run_with`] (a typed
+/// [`Command`](crate::commands::Command)).
 #[derive(Debug, Default)]
 #[must_use]
 pub struct CallOptions {
@@ -390,7 +450,8 @@ pub struct CallOptions {
 }
 
 impl CallOptions {
-    /// The defaults: in-band, the client's default deadline, no file descriptors.
+    /// The defaults: in-band, the client's default deadline ([`ClientBuilder::call_timeout`],
+    /// itself none by default), an automatic id, no file descriptors.
     pub fn new() -> Self {
         Self::default()
     }
@@ -562,8 +623,7 @@ impl Client {
     /// [`Error::Decode`] when the result does not fit `R`, and the errors of
     /// [`Client::execute`].
     pub async fn execute_as<R: DeserializeOwned>(&self, name: &str, arguments: impl Serialize) -> Result<R, Error> {
-        let raw = self.execute_raw_json(name, arguments).await?;
-        decode_result(name, &raw)
+        self.call_as(name, arguments, CallOptions::new()).await
     }
 
     /// Runs a typed [`Command`](crate::commands::Command) and decodes its result, straight
@@ -605,7 +665,7 @@ impl Client {
         options: CallOptions,
     ) -> Result<C::Returns, Error> {
         let options = options.fds(command.take_fds());
-        let raw = self.call_raw(C::NAME, &command, options).await?;
+        let raw = self.call_raw_json(C::NAME, &command, options).await?;
         decode_result(C::NAME, &raw)
     }
 
@@ -616,7 +676,7 @@ impl Client {
     /// # Errors
     /// As [`Client::execute`].
     pub async fn execute_raw_json(&self, name: &str, arguments: impl Serialize) -> Result<Box<RawValue>, Error> {
-        self.call_raw(name, arguments, CallOptions::new()).await
+        self.call_raw_json(name, arguments, CallOptions::new()).await
     }
 
     /// Runs a command with per-call options.
@@ -624,11 +684,31 @@ impl Client {
     /// # Errors
     /// As [`Client::execute`], [`Client::execute_oob`] and [`Client::execute_with_fds`].
     pub async fn call(&self, name: &str, arguments: impl Serialize, options: CallOptions) -> Result<Value, Error> {
-        let raw = self.call_raw(name, arguments, options).await?;
+        let raw = self.call_raw_json(name, arguments, options).await?;
         decode_result(name, &raw)
     }
 
-    async fn call_raw(
+    /// Runs a command with per-call options and decodes its result into `R`, as
+    /// [`Client::execute_as`].
+    ///
+    /// # Errors
+    /// As [`Client::execute_as`] and [`Client::call`].
+    pub async fn call_as<R: DeserializeOwned>(
+        &self,
+        name: &str,
+        arguments: impl Serialize,
+        options: CallOptions,
+    ) -> Result<R, Error> {
+        let raw = self.call_raw_json(name, arguments, options).await?;
+        decode_result(name, &raw)
+    }
+
+    /// Runs a command with per-call options and returns its result as undecoded JSON text, as
+    /// [`Client::execute_raw_json`].
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn call_raw_json(
         &self,
         name: &str,
         arguments: impl Serialize,
