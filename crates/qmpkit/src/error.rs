@@ -40,7 +40,8 @@ pub enum Disconnect {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The server answered the command with an error.
+    /// The server answered the command with an error. Shown with the command first, as in
+    /// `query-foo: CommandNotFound: The command query-foo has not been found`.
     #[error("{command}: {error}")]
     Qmp {
         /// What the server said.

@@ -135,13 +135,14 @@ impl Launcher {
 
     /// Starts QEMU and returns once its QMP socket is listening, without blocking the async
     /// runtime: the wait for QEMU's first process (which exits when QEMU has initialised, with
-    /// `-daemonize`) is a child-process wait of tokio's, not a sleep or a poll.
+    /// `-daemonize`) is a child-process wait of tokio's, not a sleep or a poll. Dropping the
+    /// future before it completes leaves the QEMU being started running, unowned: await it.
     ///
     /// # Errors
     /// As [`Launcher::start`].
     pub async fn start_async(&self) -> Result<Instance, LaunchError> {
         let (cmd, started) = self.prepare()?;
-        let output = tokio::process::Command::from(cmd).kill_on_drop(true).output().await;
+        let output = tokio::process::Command::from(cmd).output().await;
         started.finish(output, &self.binary)
     }
 
