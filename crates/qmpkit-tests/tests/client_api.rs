@@ -249,3 +249,25 @@ async fn qmp_errors_name_their_command() {
     let error = result.unwrap_err();
     assert_eq!(error.to_string(), "query-foo: CommandNotFound: The command query-foo has not been found");
 }
+
+/// Raw commands take the same options: out-of-band, an id of the caller's, a deadline.
+#[tokio::test(start_paused = true)]
+async fn raw_commands_take_per_call_options() {
+    let (io, mut peer) = Peer::pair(64 * 1024);
+    let (client, _) = tokio::join!(Client::builder().over(io), peer.handshake(GREETING_OOB));
+    let client = client.unwrap();
+    let options = CallOptions::new().oob().id("mine");
+    let script = async {
+        let command = peer.expect("query-yank").await;
+        assert_eq!((command.get("exec-oob"), &command["id"]), (Some(&json!("query-yank")), &json!("mine")));
+        peer.reply(&command, json!([])).await;
+    };
+    let (response, ()) = tokio::join!(client.execute_raw_with(qmpkit::Command::new("query-yank"), options), script);
+    let response = response.unwrap();
+    assert_eq!((response.id, response.result.unwrap()), (Some(qmpkit::Id::from("mine")), json!([])));
+
+    let quick = CallOptions::new().timeout(Some(Duration::from_secs(2)));
+    let (late, _) =
+        tokio::join!(client.execute_raw_with(qmpkit::Command::new("query-status"), quick), peer.expect("query-status"));
+    assert!(matches!(late, Err(Error::Timeout { after, .. }) if after == Duration::from_secs(2)), "{late:?}");
+}

@@ -438,8 +438,9 @@ async fn with_deadline<F: std::future::Future>(
 
 /// Per-call options: a deadline, out-of-band execution, file descriptors, an id. Every kind of
 /// call takes them: [`Client::call`] (a JSON value), [`Client::call_as`] (a type of one's
-/// own), [`Client::call_raw_json`] (undecoded text) and [`Client::run_with`] (a typed
-/// [`Command`](crate::commands::Command)).
+/// own), [`Client::call_raw_json`] (undecoded text), [`Client::run_with`] (a typed
+/// [`Command`](crate::commands::Command)) and [`Client::execute_raw_with`] (the whole
+/// response).
 #[derive(Debug, Default)]
 #[must_use]
 pub struct CallOptions {
@@ -712,24 +713,32 @@ impl Client {
         &self,
         name: &str,
         arguments: impl Serialize,
-        options: CallOptions,
+        mut options: CallOptions,
     ) -> Result<Box<RawValue>, Error> {
         let arguments = to_arguments(name, arguments)?;
         let mut command = Command { kind: qmpkit_proto::ExecKind::Execute, name: name.to_owned(), arguments, id: None };
+        let timeout = self.apply_options(&mut command, &mut options)?;
+        let anonymous = !self.inner.in_band_ids && !options.oob && command.id.is_none() && options.fds.is_empty();
+        let response = self.send(command, anonymous, options.fds, timeout).await?;
+        response.result.map_err(|error| Error::Qmp { error: Box::new(error), command: name.to_owned() })
+    }
+
+    /// Applies the options that shape the command (out-of-band, id), checks that the
+    /// connection can honour them, and returns the call's deadline.
+    fn apply_options(&self, command: &mut Command, options: &mut CallOptions) -> Result<Option<Duration>, Error> {
         if options.oob {
             if !self.inner.oob {
                 return Err(Error::Misuse(qmpkit_proto::MisuseError::OobNotNegotiated));
             }
-            command = command.out_of_band();
+            command.kind = qmpkit_proto::ExecKind::ExecOob;
         }
-        command.id = options.id;
+        if let Some(id) = options.id.take() {
+            command.id = Some(id);
+        }
         if !options.fds.is_empty() && !self.inner.fds {
             return Err(Error::FdsNeedUnixSocket);
         }
-        let timeout = options.timeout.unwrap_or(self.inner.call_timeout);
-        let anonymous = !self.inner.in_band_ids && !options.oob && command.id.is_none() && options.fds.is_empty();
-        let response = self.send(command, anonymous, options.fds, timeout).await?;
-        response.result.map_err(|error| Error::Qmp { error: Box::new(error), command: name.to_owned() })
+        Ok(options.timeout.unwrap_or(self.inner.call_timeout))
     }
 
     /// Sends a command as given, with the id it carries (any JSON value) or an automatic one,
@@ -739,8 +748,18 @@ impl Client {
     /// [`Error::Misuse`] when the id is already pending, and the transport errors of
     /// [`Client::execute`].
     pub async fn execute_raw(&self, command: Command) -> Result<Response, Error> {
+        self.execute_raw_with(command, CallOptions::new()).await
+    }
+
+    /// Sends a command as given, as [`Client::execute_raw`], with per-call options: a
+    /// deadline, out-of-band, file descriptors, and an id that replaces the command's.
+    ///
+    /// # Errors
+    /// As [`Client::execute_raw`] and [`Client::call`].
+    pub async fn execute_raw_with(&self, mut command: Command, mut options: CallOptions) -> Result<Response, Error> {
+        let timeout = self.apply_options(&mut command, &mut options)?;
         let name = command.name.clone();
-        let raw = self.send(command, false, Vec::new(), self.inner.call_timeout).await?;
+        let raw = self.send(command, false, options.fds, timeout).await?;
         raw.decode().map_err(|e| Error::Decode { command: name, reason: e.to_string() })
     }
 
