@@ -178,6 +178,9 @@ struct Entry<T> {
 }
 
 /// The client side of one QMP connection, without IO.
+///
+/// The [module documentation](crate::client) follows one session from the greeting to a
+/// routed reply, as a runnable example.
 #[derive(Debug)]
 pub struct ClientSession<T> {
     config: ClientConfig,

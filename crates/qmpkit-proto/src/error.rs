@@ -1,7 +1,7 @@
 //! Errors of the protocol core, grouped by whose fault they are.
 //!
 //! The peer broke the protocol ([`ProtocolError`]), the peer said no (a
-//! [`QmpError`](crate::QmpError) in [`Error::Refused`]), the caller misused the API
+//! [`QmpError`] in [`Error::Refused`]), the caller misused the API
 //! ([`MisuseError`]), or a configured limit was reached ([`LimitError`]).
 
 use crate::framer::FrameError;

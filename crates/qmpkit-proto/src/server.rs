@@ -258,6 +258,9 @@ impl Refusal {
 }
 
 /// The server side of one QMP connection, without IO.
+///
+/// The [module documentation](crate::server) follows one session from the greeting through
+/// negotiation to a command's reply, as a runnable example.
 #[derive(Debug)]
 pub struct ServerSession {
     config: ServerConfig,

@@ -93,7 +93,8 @@ enum Node {
 /// A loaded `query-qmp-schema`: every entity, looked up by name, with references resolved.
 ///
 /// Load it with [`Schema::from_value`] or [`Schema::from_json_slice`], then look up
-/// [`Schema::command`], [`Schema::event`] or [`Schema::type_`].
+/// [`Schema::command`], [`Schema::event`] or [`Schema::type_`]. The [crate documentation](crate)
+/// loads one and validates, renders and completes a command with it, as a runnable example.
 #[derive(Clone, Debug)]
 pub struct Schema {
     infos: Vec<SchemaInfo>,

@@ -27,7 +27,8 @@ pub use qmpkit_proto as proto;
 pub use qmpkit_proto::{Command, ErrorClass, Event, Greeting, Id, Response, Timestamp};
 pub use types::QmpEvent;
 
-/// The README's examples, compiled with the doctests so that they stay true.
+/// The README's examples, compiled with the doctests so that they stay true. The crate's
+/// `README.md` links to the workspace's, and `cargo package` puts a copy in the published crate.
 #[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -500,6 +500,47 @@ struct Inner {
 
 /// A handle to one QMP connection. Clone it freely; the connection closes when the last
 /// handle is dropped or [`Client::close`] is called.
+///
+/// # Example
+///
+/// Against QEMU, [`Client::connect`] takes the monitor's unix socket path or `host:port`.
+/// So that this example runs as it stands, the peer here is a
+/// [`Server`](crate::server::Server) from this crate, answering `stop` as QEMU does.
+///
+/// ```
+/// use qmpkit::server::{CommandDef, EventDef, QmpError, Registry, Server};
+/// use qmpkit::{Client, EventFilter};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut registry = Registry::new();
+/// registry.event(EventDef::new("STOP"))?;
+/// registry.command_with_context(CommandDef::new("stop"), |ctx, (): ()| async move {
+///     ctx.events().emit_value("STOP", None);
+///     Ok::<_, QmpError>(())
+/// })?;
+/// let server = Server::builder().version(7, 2, 0).registry(registry).build()?;
+/// let (ours, theirs) = tokio::io::duplex(64 * 1024);
+/// tokio::spawn({
+///     let server = server.clone();
+///     async move { server.serve_connection(theirs).await }
+/// });
+///
+/// let qmp = Client::builder().over(ours).await?;
+/// assert_eq!(qmp.query_version().await?.qemu.to_string(), "7.2.0");
+///
+/// // Subscribe before the command, and the event it causes cannot be missed.
+/// let mut stops = qmp.subscribe(EventFilter::names(["STOP"]));
+/// qmp.stop().await?;
+/// assert_eq!(stops.next_event().await.unwrap().name, "STOP");
+///
+/// // Any command runs by name with JSON arguments; QMP errors come back as QEMU sent them.
+/// match qmp.execute("cont", ()).await {
+///     Err(qmpkit::Error::Qmp { error, .. }) => assert_eq!(error.desc, "The command cont has not been found"),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Client {
     inner: Arc<Inner>,

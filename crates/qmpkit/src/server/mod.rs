@@ -312,6 +312,36 @@ struct Inner {
 
 /// A QMP server: its configuration, commands, events and connections. Cloning it gives
 /// another handle to the same server.
+///
+/// # Example
+///
+/// Serving QEMU's built-in commands on a unix socket until told to stop, with this crate's
+/// client talking to it (the [module](self) example adds commands and events):
+///
+/// ```
+/// use qmpkit::server::Server;
+/// use qmpkit::transport::Endpoint;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let socket = dir.path().join("qmp.sock");
+/// let server = Server::builder().version(10, 0, 2).package("my-vmm").build()?;
+/// let listener = server.bind(&Endpoint::Unix(socket.clone())).await?;
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let serving = tokio::spawn({
+///     let server = server.clone();
+///     async move { server.serve([listener], async { stopped.await.ok(); }).await }
+/// });
+///
+/// let qmp = qmpkit::Client::connect(socket.to_str().unwrap()).await?;
+/// assert_eq!(qmp.query_version().await?.package, "my-vmm");
+///
+/// stop.send(()).ok();
+/// serving.await??;
+/// assert!(!socket.exists(), "the socket file is removed at shutdown");
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Server {
     inner: Arc<Inner>,
