@@ -15,14 +15,27 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// What one connection holds: QEMU's single slot for the last fd received (kept until a
-/// command takes it, replaced when a later message brings another) and the named fds.
-#[derive(Debug, Default)]
+/// command takes it, replaced when a later message brings another) and the named fds, at
+/// most `max_named` of them (QEMU has no bound; without one a client could take every
+/// descriptor the process may open).
+#[derive(Debug)]
 pub(crate) struct ConnectionFds {
     slot: Mutex<Option<OwnedFd>>,
     named: Mutex<HashMap<String, OwnedFd>>,
+    max_named: usize,
+}
+
+impl Default for ConnectionFds {
+    fn default() -> Self {
+        ConnectionFds::new(usize::MAX)
+    }
 }
 
 impl ConnectionFds {
+    pub(crate) fn new(max_named: usize) -> Self {
+        ConnectionFds { slot: Mutex::default(), named: Mutex::default(), max_named }
+    }
+
     /// Stores the fds that came with one read. As QEMU's socket chardev does, the first
     /// replaces whatever the slot held and the others are closed at once.
     pub(crate) fn received(&self, fds: &mut Vec<OwnedFd>) {
@@ -41,8 +54,19 @@ impl ConnectionFds {
     }
 
     /// Stores a named fd, closing any fd that had the name before.
-    pub(crate) fn insert_named(&self, name: String, fd: OwnedFd) {
-        lock(&self.named).insert(name, fd);
+    ///
+    /// # Errors
+    /// The error text when a new name would exceed the connection's bound; `fd` is closed.
+    pub(crate) fn insert_named(&self, name: String, fd: OwnedFd) -> Result<(), String> {
+        let mut named = lock(&self.named);
+        if !named.contains_key(&name) && named.len() >= self.max_named {
+            return Err(format!(
+                "Too many file descriptors named on this connection (at most {}); close one with 'closefd' first",
+                self.max_named
+            ));
+        }
+        named.insert(name, fd);
+        Ok(())
     }
 
     /// Removes a named fd and hands it over.
@@ -68,17 +92,34 @@ struct SetFd {
 /// QEMU closes a removed fd only once no one uses a dup of it; this library hands out
 /// duplicates ([`FdSets::dup`]), so `remove-fd` closes the set's own fd at once and
 /// duplicates stay valid.
-#[derive(Debug, Default, Clone)]
+///
+/// The sets hold at most [`Limits::max_fdset_fds`](super::Limits::max_fdset_fds) fds in all
+/// (QEMU has no bound); `add-fd` beyond it fails and closes the fd it was given.
+#[derive(Debug, Clone)]
 pub struct FdSets {
     sets: Arc<Mutex<BTreeMap<i64, Vec<SetFd>>>>,
+    max_fds: usize,
+}
+
+impl Default for FdSets {
+    fn default() -> Self {
+        FdSets::with_limit(super::Limits::default().max_fdset_fds)
+    }
 }
 
 impl FdSets {
+    /// Empty fd sets that hold at most `max_fds` fds in all.
+    #[must_use]
+    pub fn with_limit(max_fds: usize) -> Self {
+        FdSets { sets: Arc::default(), max_fds }
+    }
+
     /// Adds `fd` to set `set` (the lowest free id when `None`) and returns the set id and the
     /// fd's number, as `add-fd` does.
     ///
     /// # Errors
-    /// QEMU's text when `set` is negative.
+    /// QEMU's text when `set` is negative, and a text of our own when the sets are full; the
+    /// fd is closed then.
     pub fn add(&self, set: Option<i64>, fd: OwnedFd, opaque: Option<String>) -> Result<(i64, i32), String> {
         let mut sets = lock(&self.sets);
         let id = match set {
@@ -86,6 +127,12 @@ impl FdSets {
             Some(id) => id,
             None => (0..).find(|id| !sets.contains_key(id)).unwrap_or(0),
         };
+        if sets.values().map(Vec::len).sum::<usize>() >= self.max_fds {
+            return Err(format!(
+                "Too many file descriptors in fd sets (at most {}); remove one with 'remove-fd' first",
+                self.max_fds
+            ));
+        }
         let raw = fd.as_raw_fd();
         sets.entry(id).or_default().push(SetFd { fd, opaque });
         Ok((id, raw))
@@ -170,5 +217,25 @@ mod tests {
                 {"fds": [{"fd": a, "opaque": "a"}, {"fd": c}], "fdset-id": 0},
             ])
         );
+    }
+
+    #[test]
+    fn bounded() {
+        let fd = || OwnedFd::from(std::io::pipe().expect("a pipe").1);
+        let sets = FdSets::with_limit(2);
+        sets.add(None, fd(), None).unwrap();
+        let (set, second) = sets.add(None, fd(), None).unwrap();
+        let err = sets.add(Some(set), fd(), None).unwrap_err();
+        assert_eq!(err, "Too many file descriptors in fd sets (at most 2); remove one with 'remove-fd' first");
+        sets.remove(set, Some(i64::from(second))).unwrap();
+        sets.add(Some(set), fd(), None).unwrap();
+
+        let conn = ConnectionFds::new(1);
+        conn.insert_named("a".into(), fd()).unwrap();
+        // Replacing a name is not a new fd held.
+        conn.insert_named("a".into(), fd()).unwrap();
+        assert!(conn.insert_named("b".into(), fd()).unwrap_err().starts_with("Too many file descriptors named"));
+        drop(conn.take_named("a"));
+        conn.insert_named("b".into(), fd()).unwrap();
     }
 }

@@ -108,13 +108,14 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use qmpkit_proto::server::{Dialect, ServerConfig, ServerSession};
 use qmpkit_proto::{Capability, QemuVersion, VersionInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -151,12 +152,47 @@ pub struct Limits {
     pub max_output: usize,
     /// Above this many unwritten bytes, input is not read.
     pub high_water: usize,
+    /// The most fds one connection may hold under names given with `getfd` (256 by
+    /// default); `getfd` with a new name beyond it fails with a `GenericError` and closes the
+    /// fd it came with. QEMU has no bound.
+    pub max_named_fds: usize,
+    /// The most fds the server's fd sets hold in all (1024 by default); `add-fd` beyond it
+    /// fails with a `GenericError` and closes the fd. QEMU has no bound.
+    pub max_fdset_fds: usize,
+    /// The most connections [`Server::serve`] serves at once (16,384 by default). A client
+    /// that connects beyond it is accepted and closed at once, before any greeting, so it
+    /// sees the end of the stream instead of a silent connection; the server logs a warning
+    /// and counts it in [`Stats::refused`]. With [`ClientPolicy::One`] the bound is one and
+    /// later clients wait instead.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { queue_len: 8, max_oob: 8, max_output: 1 << 20, high_water: 64 << 10 }
+        Limits {
+            queue_len: 8,
+            max_oob: 8,
+            max_output: 1 << 20,
+            high_water: 64 << 10,
+            max_named_fds: 256,
+            max_fdset_fds: 1024,
+            max_connections: 16 * 1024,
+        }
     }
+}
+
+/// How many clients [`Server::serve`] talks to at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClientPolicy {
+    /// Every client that connects is served at once, each with its own session, up to
+    /// [`Limits::max_connections`]. The default.
+    #[default]
+    Many,
+    /// One client at a time, as a QEMU monitor does: while one is connected, the listeners
+    /// stop accepting, so a second client's connection completes (the kernel queues it) but
+    /// it hears nothing, not even a greeting, until the first leaves; then it gets its
+    /// greeting and the replies to what it already sent. For a faithful stand-in for QEMU.
+    One,
 }
 
 /// Counters that show what the server holds, for monitoring and tests.
@@ -169,6 +205,8 @@ pub struct Stats {
     pub buffered_bytes: usize,
     /// Connections closed because their client did not read its output.
     pub overflows: u64,
+    /// Connections closed at once because [`Limits::max_connections`] were open.
+    pub refused: u64,
 }
 
 /// Builds a [`Server`].
@@ -179,6 +217,7 @@ pub struct ServerBuilder {
     registry: Registry,
     throttle: Throttle,
     limits: Limits,
+    clients: ClientPolicy,
     socket_mode: u32,
     shutdown_timeout: Duration,
 }
@@ -255,6 +294,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Sets how many clients are served at once ([`ClientPolicy::Many`] by default;
+    /// [`ClientPolicy::One`] is QEMU's behaviour).
+    pub fn clients(mut self, clients: ClientPolicy) -> Self {
+        self.clients = clients;
+        self
+    }
+
     /// Sets the permission bits of unix sockets made by [`Server::bind`] (0o600 by default,
     /// so that only the owner can reach the monitor).
     pub fn socket_mode(mut self, mode: u32) -> Self {
@@ -279,7 +325,7 @@ impl ServerBuilder {
         let shared = Arc::new(Shared {
             version: self.config.version.clone(),
             dialect: self.config.dialect,
-            fdsets: FdSets::default(),
+            fdsets: FdSets::with_limit(self.limits.max_fdset_fds),
             events: events.clone(),
         });
         let (stop, _) = watch::channel(false);
@@ -290,6 +336,8 @@ impl ServerBuilder {
                 shared,
                 events,
                 limits: self.limits,
+                clients: self.clients,
+                refused: AtomicU64::new(0),
                 socket_mode: self.socket_mode,
                 shutdown_timeout: self.shutdown_timeout,
                 stop,
@@ -305,6 +353,8 @@ struct Inner {
     shared: Arc<Shared>,
     events: EventSender,
     limits: Limits,
+    clients: ClientPolicy,
+    refused: AtomicU64,
     socket_mode: u32,
     shutdown_timeout: Duration,
     stop: watch::Sender<bool>,
@@ -326,6 +376,7 @@ impl Server {
             registry: Registry::new(),
             throttle: Throttle::qemu(),
             limits: Limits::default(),
+            clients: ClientPolicy::default(),
             socket_mode: 0o600,
             shutdown_timeout: Duration::from_secs(10),
         }
@@ -356,7 +407,8 @@ impl Server {
         Stats {
             connections: hub.connections(),
             buffered_bytes: hub.buffered(),
-            overflows: hub.overflows.load(std::sync::atomic::Ordering::Relaxed),
+            overflows: hub.overflows.load(Ordering::Relaxed),
+            refused: self.inner.refused.load(Ordering::Relaxed),
         }
     }
 
@@ -387,13 +439,17 @@ impl Server {
     where
         L: IntoIterator<Item = Listener>,
     {
-        let (tx, mut rx) = mpsc::channel::<Stream>(64);
+        // With one client at a time, an acceptor holds the only permit from before it accepts
+        // until that client's connection ends, so later clients wait in the kernel's queue.
+        let turn = (self.inner.clients == ClientPolicy::One).then(|| Arc::new(Semaphore::new(1)));
+        let (tx, mut rx) = mpsc::channel::<(Stream, Option<OwnedSemaphorePermit>)>(64);
         let mut acceptors = JoinSet::new();
         for listener in listeners {
             let tx = tx.clone();
             let endpoint = listener.local_endpoint().map(|e| e.to_string()).unwrap_or_default();
             tracing::info!(%endpoint, "QMP server listening");
-            acceptors.spawn(accept_loop(listener, tx).instrument(tracing::info_span!("qmp_listener", %endpoint)));
+            let turn = turn.clone();
+            acceptors.spawn(accept_loop(listener, tx, turn).instrument(tracing::info_span!("qmp_listener", %endpoint)));
         }
         drop(tx);
         let mut connections = JoinSet::new();
@@ -403,10 +459,24 @@ impl Server {
             tokio::select! {
                 () = &mut shutdown => break,
                 _ = stop.wait_for(|stopped| *stopped) => break,
-                stream = rx.recv() => match stream {
-                    Some(stream) => {
+                accepted = rx.recv() => match accepted {
+                    Some((stream, permit)) => {
+                        // Count only connections still running.
+                        while connections.try_join_next().is_some() {}
+                        if connections.len() >= self.inner.limits.max_connections {
+                            self.inner.refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(
+                                max = self.inner.limits.max_connections,
+                                "too many connections: closing a new one at once"
+                            );
+                            drop(stream);
+                            continue;
+                        }
                         let server = self.clone();
-                        connections.spawn(async move { let _ = server.serve_stream(stream).await; });
+                        connections.spawn(async move {
+                            let _ = server.serve_stream(stream).await;
+                            drop(permit);
+                        });
                     }
                     None => break,
                 },
@@ -465,9 +535,9 @@ impl Server {
     async fn run<T: Io>(&self, io: T) -> Result<(), ConnectionError> {
         let inner = &self.inner;
         let hub = inner.events.hub().clone();
-        let (id, conn) = hub.register();
+        let (id, conn) = hub.register(inner.limits.max_named_fds);
         if *inner.stop.borrow() {
-            conn.shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+            conn.shutdown.store(true, Ordering::SeqCst);
         }
         let session = ServerSession::new(inner.config.clone());
         let connection =
@@ -478,11 +548,22 @@ impl Server {
     }
 }
 
-async fn accept_loop(listener: Listener, tx: mpsc::Sender<Stream>) {
+async fn accept_loop(
+    listener: Listener,
+    tx: mpsc::Sender<(Stream, Option<OwnedSemaphorePermit>)>,
+    turn: Option<Arc<Semaphore>>,
+) {
     loop {
+        let permit = match &turn {
+            Some(turn) => match turn.clone().acquire_owned().await {
+                Ok(permit) => Some(permit),
+                Err(_) => return,
+            },
+            None => None,
+        };
         match listener.accept().await {
             Ok(stream) => {
-                if tx.send(stream).await.is_err() {
+                if tx.send((stream, permit)).await.is_err() {
                     return;
                 }
             }

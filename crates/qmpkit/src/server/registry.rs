@@ -495,7 +495,7 @@ impl Registry {
                 if name.starts_with(|c: char| c.is_ascii_digit()) {
                     return Err(QmpError::generic("Parameter 'fdname' expects a name not starting with a digit"));
                 }
-                ctx.conn.fds.insert_named(name, fd);
+                ctx.conn.fds.insert_named(name, fd).map_err(QmpError::generic)?;
                 Ok(json!({}))
             }
             BuiltinCommand::Closefd => {
