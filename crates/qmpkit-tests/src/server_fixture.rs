@@ -182,7 +182,8 @@ pub struct Peer {
     reader: Reader,
     writer: Writer,
     unix: Option<Arc<std::os::unix::net::UnixStream>>,
-    task: tokio::task::JoinHandle<()>,
+    /// The task serving the connection, when the test runs it (not for [`Peer::connect`]).
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Peer {
@@ -194,7 +195,17 @@ impl Peer {
             let _ = server.serve_connection(io).await;
         });
         let (reader, writer) = tokio::io::split(client);
-        Peer { reader: Box::new(reader), writer: Box::new(writer), unix: None, task }
+        Peer { reader: Box::new(reader), writer: Box::new(writer), unix: None, task: Some(task) }
+    }
+
+    /// Connects to a server listening on a unix socket.
+    ///
+    /// # Panics
+    /// When the connection fails.
+    pub async fn connect(path: &std::path::Path) -> Peer {
+        let stream = tokio::net::UnixStream::connect(path).await.expect("connect to the server's socket");
+        let (reader, writer) = stream.into_split();
+        Peer { reader: Box::new(reader), writer: Box::new(writer), unix: None, task: None }
     }
 
     /// Connects over a unix socket pair, with fd passing.
@@ -211,7 +222,7 @@ impl Peer {
         dup.set_nonblocking(true).unwrap();
         let stream = tokio::net::UnixStream::from_std(dup).unwrap();
         let (reader, writer) = stream.into_split();
-        Peer { reader: Box::new(reader), writer: Box::new(writer), unix: Some(ours), task }
+        Peer { reader: Box::new(reader), writer: Box::new(writer), unix: Some(ours), task: Some(task) }
     }
 
     /// Sends bytes.
@@ -281,7 +292,9 @@ impl Peer {
         drop(self.writer);
         drop(self.reader);
         drop(self.unix);
-        tokio::time::timeout(Duration::from_secs(10), self.task).await.expect("server side ends").unwrap();
+        if let Some(task) = self.task {
+            tokio::time::timeout(Duration::from_secs(10), task).await.expect("server side ends").unwrap();
+        }
     }
 }
 
@@ -414,6 +427,12 @@ impl Excerpt {
         let replies: Vec<String> = replies.into_iter().map(|r| format!("S: {r}")).collect();
         self.lines.splice(at..at, replies);
         self
+    }
+
+    /// The messages the server sent, in order, as bytes.
+    #[must_use]
+    pub fn replies(&self) -> Vec<Vec<u8>> {
+        self.lines.iter().filter_map(|l| l.strip_prefix("S: ")).map(unescape).collect()
     }
 
     /// The script to [`replay`].
