@@ -88,7 +88,33 @@
 //!   runs. With `oob`, up to [`Limits::queue_len`] (8) in-band requests wait while one runs,
 //!   reading pauses beyond that, and `exec-oob` requests run at once, ahead of the queue,
 //!   for commands registered with [`CommandDef::allow_oob`].
-//! * Events go to negotiated connections only, with a timestamp, between messages.
+//! * An `exec-oob` command runs as soon as it is read, before the rest of the same read is
+//!   judged, so its reply precedes the replies to what followed it, even errors that need no
+//!   execution (QEMU runs it in its I/O thread while such errors wait in the request queue).
+//! * The envelope's members are checked in QEMU's order (its `QDict` hash order), whatever
+//!   order they arrive in, so the same member is named when several are wrong;
+//!   `qmp_capabilities` checks its arguments before it refuses a second negotiation.
+//! * Clients: by default ([`ClientPolicy::Many`]) every client is served at once, each with
+//!   its own session. [`ClientPolicy::One`] serves one at a time as a QEMU monitor does: a
+//!   second client's connection completes but it hears nothing until the first leaves.
+//!
+//! # Where it differs from QEMU, on purpose
+//!
+//! * Many clients at once by default (see above): an embedded server usually has several
+//!   users, and one hung client should not lock out the rest.
+//! * Bounds QEMU does not have ([`Limits::max_named_fds`], [`Limits::max_fdset_fds`],
+//!   [`Limits::max_connections`]), with errors of our own wording, so that one client cannot
+//!   take every file descriptor the process may open.
+//! * An `exec-oob` handler that has to wait (QEMU's never do) lets later input be answered
+//!   meanwhile, so an error after it in the same read may then come first.
+//! * When input has an error followed by an `exec-oob` in one read, QEMU's order of the two
+//!   replies depends on its threads' timing; this server answers the error first.
+//! * Of several unexpected arguments to `qmp_capabilities`, QEMU names the first of its
+//!   `GHashTable`; this server names the first in `QDict` order, which agreed in every case
+//!   recorded from QEMU 7.2.
+//! * `"id": 1e400`: QEMU echoes `inf`, which is not JSON; this server echoes the largest
+//!   double instead (see `qmpkit_proto::qjson`). The transcript replays leave out this id
+//!   and 2^64, which QEMU turns into a double.
 //!
 //! # Bounds
 //!
@@ -98,6 +124,16 @@
 //! requests without reading replies is slowed down; when events would push a connection past
 //! `max_output` the connection is closed (logged as a warning, counted in
 //! [`Stats::overflows`]), and its client sees EOF. Other connections are not affected.
+//!
+//! File descriptors are bounded too: [`Limits::max_named_fds`] per connection for `getfd`
+//! (256 by default) and [`Limits::max_fdset_fds`] for the fd sets (1024); beyond them the
+//! command fails with a `GenericError` and the fd that came with it is closed. Beyond
+//! [`Limits::max_connections`] (16,384) a new client is closed at once, before its greeting,
+//! rather than left waiting in silence: it sees the end of the stream at once, the server
+//! logs a warning and counts it in [`Stats::refused`].
+//!
+//! Output is flushed whenever the output buffer empties, so streams handed to
+//! [`Server::serve_connection`] that buffer (a `BufWriter`, TLS) do not hold replies back.
 //!
 //! # Layout
 //! - [`registry`]: [`Registry`], [`Context`] and the built-in commands.
@@ -413,11 +449,13 @@ impl Server {
     }
 
     /// Listens on an endpoint: a unix socket is created with the builder's mode (0o600 by
-    /// default) replacing a stale socket file, and TCP with an empty host listens on the
-    /// loopback address only (`":4444"` is `127.0.0.1:4444`).
+    /// default; never reachable with looser bits), replacing a stale socket file but never
+    /// one a live server answers on, and TCP with an empty host listens on the loopback
+    /// address only (`":4444"` is `127.0.0.1:4444`). See [`Listener::bind`].
     ///
     /// # Errors
-    /// The OS error when binding fails.
+    /// [`io::ErrorKind::AddrInUse`] when a live server (or a file that is not a socket)
+    /// has the unix socket's path; the OS error when binding fails otherwise.
     pub async fn bind(&self, endpoint: &Endpoint) -> io::Result<Listener> {
         let endpoint = match endpoint {
             Endpoint::Tcp { host, port } if host.is_empty() => Endpoint::Tcp { host: "127.0.0.1".into(), port: *port },
