@@ -516,8 +516,9 @@ impl ServerSession {
 ///
 /// QEMU keeps a request in a `QDict`, a hash table of 512 buckets with `tdb_hash`; iteration
 /// goes bucket by bucket and, within a bucket, from the member inserted last. So the first
-/// envelope error QEMU reports does not depend on the order the members arrived in (save for
-/// members that share a bucket): `{"foo": 1, "execute": 2}` is refused for `execute`.
+/// envelope error QEMU reports does not depend on the order the members arrived in, except
+/// between members that share a bucket: `{"foo": 1, "execute": 2}` is refused for `execute`
+/// either way round, while of `execute` and `xl` (one bucket) the later one is checked first.
 fn qdict_order(object: &Map<String, Value>) -> Vec<(&String, &Value)> {
     const BUCKETS: u32 = 512;
     let mut members: Vec<(u32, usize, (&String, &Value))> =

@@ -68,6 +68,10 @@ C: {"execute":"qmp_capabilities","arguments":{"enable":["oob"]}}
 S: {"return": {}}\r\n
 C: {"foo":2,"execute":1}
 S: {"error": {"class": "GenericError", "desc": "QMP input member 'execute' must be a string"}}\r\n
+C: {"execute":1,"xl":2}
+S: {"error": {"class": "GenericError", "desc": "QMP input member 'xl' is unexpected"}}\r\n
+C: {"xl":2,"execute":1}
+S: {"error": {"class": "GenericError", "desc": "QMP input member 'execute' must be a string"}}\r\n
 C: {"arguments":1,"execute":2}
 S: {"error": {"class": "GenericError", "desc": "QMP input member 'execute' must be a string"}}\r\n
 C: {"foo":1,"bar":2,"execute":"x"}

@@ -238,6 +238,9 @@ fn qemu_order_of_checks() {
         (r#"{"arguments":1,"execute":2}"#, generic("QMP input member 'execute' must be a string")),
         (r#"{"foo":1,"bar":2,"execute":"x"}"#, generic("QMP input member 'bar' is unexpected")),
         (r#"{"bar":1,"foo":2,"execute":"x"}"#, generic("QMP input member 'bar' is unexpected")),
+        // `xl` shares `execute`'s bucket: there the member that arrived last is checked first.
+        (r#"{"execute":1,"xl":2}"#, generic("QMP input member 'xl' is unexpected")),
+        (r#"{"xl":2,"execute":1}"#, generic("QMP input member 'execute' must be a string")),
         (r#"{"exec-oob":"a","execute":"b"}"#, generic("QMP input member 'execute' clashes with 'exec-oob'")),
         (r#"{"execute":"b","exec-oob":"a"}"#, generic("QMP input member 'execute' clashes with 'exec-oob'")),
         (

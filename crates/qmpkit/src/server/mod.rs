@@ -228,6 +228,8 @@ pub enum ClientPolicy {
     /// stop accepting, so a second client's connection completes (the kernel queues it) but
     /// it hears nothing, not even a greeting, until the first leaves; then it gets its
     /// greeting and the replies to what it already sent. For a faithful stand-in for QEMU.
+    /// It governs [`Server::serve`]; connections handed to [`Server::serve_connection`] and
+    /// its siblings are served as they come.
     One,
 }
 
