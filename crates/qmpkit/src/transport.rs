@@ -329,6 +329,12 @@ fn recv_fds(fd: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::R
 /// `path` (the same filesystem), given `mode` there, and only then hard-linked to `path`:
 /// `link` never replaces an existing file, so a server that took the path meanwhile is not
 /// displaced either. The private directory is removed before returning.
+///
+/// Whether an existing socket is live is found out by connecting to it, so a live server
+/// sees one connection open and close. The staged path is `<parent>/.qmp<pid>.<n>/s`; with a
+/// parent directory near the OS's limit on socket path length (108 bytes) and a very short
+/// file name, it can be too long where `path` itself is not, and binding fails with the OS's
+/// error.
 fn bind_unix(path: &Path, mode: u32) -> io::Result<std::os::unix::net::UnixListener> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     match std::fs::symlink_metadata(path) {
