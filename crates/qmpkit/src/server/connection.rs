@@ -14,8 +14,10 @@
 //! 4. input is taken only while the queue has room: without `oob`, only when nothing is
 //!    queued or running; with `oob`, while fewer than 8 in-band requests wait (the running
 //!    one not counted, as QEMU's `QMP_REQ_QUEUE_LEN_MAX`). Bytes stay in the socket
-//!    otherwise, which is how QEMU "stops reading";
-//! 5. output is written.
+//!    otherwise, which is how QEMU "stops reading". An `exec-oob` command is polled once
+//!    as soon as it is taken, so that its reply precedes the replies to later input, as
+//!    QEMU's I/O thread runs it while parsing;
+//! 5. output is written, and the stream flushed once the output buffer is empty.
 //!
 //! Architecture Invariant: the connection holds at most `max_output` bytes for its client
 //! (output buffer plus queued events). An event that would exceed it disconnects the client

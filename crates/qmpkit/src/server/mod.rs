@@ -88,6 +88,7 @@
 //!   runs. With `oob`, up to [`Limits::queue_len`] (8) in-band requests wait while one runs,
 //!   reading pauses beyond that, and `exec-oob` requests run at once, ahead of the queue,
 //!   for commands registered with [`CommandDef::allow_oob`].
+//! * Events go to negotiated connections only, with a timestamp, between messages.
 //! * An `exec-oob` command runs as soon as it is read, before the rest of the same read is
 //!   judged, so its reply precedes the replies to what followed it, even errors that need no
 //!   execution (QEMU runs it in its I/O thread while such errors wait in the request queue).
