@@ -84,11 +84,12 @@ async fn connections_beyond_the_bound_are_closed_at_once() {
     d.close().await;
 }
 
-/// `getfd` under new names and `add-fd` stop at their bounds with a QMP error, and the
-/// connection carries on; replacing a name or freeing one makes room.
+/// `getfd` under new names and `add-fd` stop at the connection's bound (named fds plus fds
+/// it put in fd sets) and at the fd sets' own bound, with a QMP error, and the connection
+/// carries on; replacing a name or releasing an fd makes room.
 #[tokio::test(start_paused = true)]
 async fn fds_beyond_the_bounds_are_refused() {
-    let limits = Limits { max_named_fds: 2, max_fdset_fds: 1, ..Limits::default() };
+    let limits = Limits { max_connection_fds: 2, max_fdset_fds: 1, ..Limits::default() };
     let (server, blocker) = qemu_like_with(|b| b.limits(limits));
     let script = r##"
 S: {"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": "Debian 1:10.0.2+ds-2+deb13u1~bpo12+1"}, "capabilities": ["oob"]}}\r\n
@@ -99,21 +100,27 @@ S: {"return": {}, "id": 1}\r\n
 F1: {"execute": "getfd", "arguments": {"fdname": "b"}, "id": 2}
 S: {"return": {}, "id": 2}\r\n
 F1: {"execute": "getfd", "arguments": {"fdname": "c"}, "id": 3}
-S: {"id": 3, "error": {"class": "GenericError", "desc": "Too many file descriptors named on this connection (at most 2); close one with 'closefd' first"}}\r\n
+S: {"id": 3, "error": {"class": "GenericError", "desc": "Too many file descriptors held by this connection (at most 2); release one with 'closefd' or 'remove-fd' first"}}\r\n
 F1: {"execute": "getfd", "arguments": {"fdname": "a"}, "id": 4}
 S: {"return": {}, "id": 4}\r\n
 C: {"execute": "closefd", "arguments": {"fdname": "b"}, "id": 5}
 S: {"return": {}, "id": 5}\r\n
-F1: {"execute": "getfd", "arguments": {"fdname": "c"}, "id": 6}
-S: {"return": {}, "id": 6}\r\n
-F1: {"execute": "add-fd", "id": 7}
-S: {"return": {"fd": 12, "fdset-id": 0}, "id": 7}\r\n
-F1: {"execute": "add-fd", "id": 8}
-S: {"id": 8, "error": {"class": "GenericError", "desc": "Too many file descriptors in fd sets (at most 1); remove one with 'remove-fd' first"}}\r\n
-C: {"execute": "remove-fd", "arguments": {"fdset-id": 0}, "id": 9}
+F1: {"execute": "add-fd", "id": 6}
+S: {"return": {"fd": 12, "fdset-id": 0}, "id": 6}\r\n
+F1: {"execute": "getfd", "arguments": {"fdname": "c"}, "id": 7}
+S: {"id": 7, "error": {"class": "GenericError", "desc": "Too many file descriptors held by this connection (at most 2); release one with 'closefd' or 'remove-fd' first"}}\r\n
+C: {"execute": "remove-fd", "arguments": {"fdset-id": 0}, "id": 8}
+S: {"return": {}, "id": 8}\r\n
+F1: {"execute": "getfd", "arguments": {"fdname": "c"}, "id": 9}
 S: {"return": {}, "id": 9}\r\n
+!connect
+S: {"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": "Debian 1:10.0.2+ds-2+deb13u1~bpo12+1"}, "capabilities": ["oob"]}}\r\n
+C: {"execute": "qmp_capabilities"}
+S: {"return": {}}\r\n
 F1: {"execute": "add-fd", "id": 10}
 S: {"return": {"fd": 12, "fdset-id": 0}, "id": 10}\r\n
+F1: {"execute": "add-fd", "id": 11}
+S: {"id": 11, "error": {"class": "GenericError", "desc": "Too many file descriptors in fd sets (at most 1); remove one with 'remove-fd' first"}}\r\n
 "##;
     replay(&server, &blocker, true, script).await;
 }

@@ -103,7 +103,7 @@
 //!
 //! * Many clients at once by default (see above): an embedded server usually has several
 //!   users, and one hung client should not lock out the rest.
-//! * Bounds QEMU does not have ([`Limits::max_named_fds`], [`Limits::max_fdset_fds`],
+//! * Bounds QEMU does not have ([`Limits::max_connection_fds`], [`Limits::max_fdset_fds`],
 //!   [`Limits::max_connections`]), with errors of our own wording, so that one client cannot
 //!   take every file descriptor the process may open.
 //! * An `exec-oob` handler that has to wait (QEMU's never do) lets later input be answered
@@ -126,9 +126,10 @@
 //! `max_output` the connection is closed (logged as a warning, counted in
 //! [`Stats::overflows`]), and its client sees EOF. Other connections are not affected.
 //!
-//! File descriptors are bounded too: [`Limits::max_named_fds`] per connection for `getfd`
-//! (256 by default) and [`Limits::max_fdset_fds`] for the fd sets (1024); beyond them the
-//! command fails with a `GenericError` and the fd that came with it is closed. Beyond
+//! File descriptors are bounded too: [`Limits::max_connection_fds`] per connection for the
+//! fds it named with `getfd` or added with `add-fd` (256 by default), and
+//! [`Limits::max_fdset_fds`] for all the fd sets (1024), which outlive connections; beyond
+//! them the command fails with a `GenericError` and the fd that came with it is closed. Beyond
 //! [`Limits::max_connections`] (16,384) a new client is closed at once, before its greeting,
 //! rather than left waiting in silence: it sees the end of the stream at once, the server
 //! logs a warning and counts it in [`Stats::refused`].
@@ -189,10 +190,11 @@ pub struct Limits {
     pub max_output: usize,
     /// Above this many unwritten bytes, input is not read.
     pub high_water: usize,
-    /// The most fds one connection may hold under names given with `getfd` (256 by
-    /// default); `getfd` with a new name beyond it fails with a `GenericError` and closes the
-    /// fd it came with. QEMU has no bound.
-    pub max_named_fds: usize,
+    /// The most fds one connection may hold (256 by default): those it named with `getfd`
+    /// plus those it added to the fd sets with `add-fd` that are still there. `getfd` with
+    /// a new name or `add-fd` beyond it fails with a `GenericError` and closes the fd it came
+    /// with. QEMU has no bound.
+    pub max_connection_fds: usize,
     /// The most fds the server's fd sets hold in all (1024 by default); `add-fd` beyond it
     /// fails with a `GenericError` and closes the fd. QEMU has no bound.
     pub max_fdset_fds: usize,
@@ -211,7 +213,7 @@ impl Default for Limits {
             max_oob: 8,
             max_output: 1 << 20,
             high_water: 64 << 10,
-            max_named_fds: 256,
+            max_connection_fds: 256,
             max_fdset_fds: 1024,
             max_connections: 16 * 1024,
         }
@@ -576,7 +578,7 @@ impl Server {
     async fn run<T: Io>(&self, io: T) -> Result<(), ConnectionError> {
         let inner = &self.inner;
         let hub = inner.events.hub().clone();
-        let (id, conn) = hub.register(inner.limits.max_named_fds);
+        let (id, conn) = hub.register(inner.limits.max_connection_fds);
         if *inner.stop.borrow() {
             conn.shutdown.store(true, Ordering::SeqCst);
         }
