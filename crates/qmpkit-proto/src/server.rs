@@ -412,6 +412,11 @@ impl ServerSession {
             _ => Map::new(),
         };
         if name == "qmp_capabilities" {
+            // Once negotiated, `qmp_capabilities` is an ordinary command without `allow-oob`,
+            // so `exec-oob` meets QEMU's OOB check before the command runs.
+            if oob {
+                return refuse(self, id, Refusal::NoOob(name));
+            }
             return Some(self.negotiate(id, &arguments, looks_oob));
         }
         if !self.negotiated {
@@ -427,10 +432,10 @@ impl ServerSession {
         Some(if oob { Input::ExecuteOob(request) } else { Input::Execute(request) })
     }
 
-    /// QEMU's envelope checks, in member order.
+    /// QEMU's envelope checks, in the order QEMU visits the members (see [`qdict_order`]).
     fn check_envelope(&self, envelope: &Map<String, Value>) -> Result<(), Refusal> {
         let mut exec_key: Option<&str> = None;
-        for (key, value) in envelope {
+        for (key, value) in qdict_order(envelope) {
             match key.as_str() {
                 "execute" | "exec-oob" if key == "execute" || self.oob => {
                     if !value.is_string() {
@@ -456,9 +461,12 @@ impl ServerSession {
         Ok(())
     }
 
-    /// Runs `qmp_capabilities`.
+    /// Runs `qmp_capabilities` as QEMU does: its generated code checks the arguments first,
+    /// then the command refuses a second negotiation, then capabilities not on offer.
     fn negotiate(&mut self, id: Option<Id>, arguments: &Map<String, Value>, looks_oob: bool) -> Input {
-        let result = if self.negotiated { Err(Refusal::AlreadyNegotiated) } else { self.enable(arguments) };
+        let result = self.parse_enable(arguments).and_then(|wanted| {
+            if self.negotiated { Err(Refusal::AlreadyNegotiated) } else { self.accept_capabilities(&wanted) }
+        });
         let bytes = match result {
             Ok(oob) => {
                 self.negotiated = true;
@@ -470,18 +478,15 @@ impl ServerSession {
         Input::Reply { bytes, in_band: !looks_oob }
     }
 
-    /// Checks `qmp_capabilities`' arguments as QEMU's generated visitor does, and says
-    /// whether `oob` is enabled.
-    fn enable(&self, arguments: &Map<String, Value>) -> Result<bool, Refusal> {
-        let mut oob = false;
-        for (key, value) in arguments {
-            if key != "enable" || self.config.dialect == Dialect::Seed2010 {
-                return Err(Refusal::Argument(format!("Parameter '{key}' is unexpected")));
-            }
+    /// Checks `qmp_capabilities`' arguments as QEMU's generated visitor does: `enable` is
+    /// visited first, then any other member is unexpected. Returns the capabilities asked for.
+    fn parse_enable(&self, arguments: &Map<String, Value>) -> Result<Vec<String>, Refusal> {
+        let seed = self.config.dialect == Dialect::Seed2010;
+        let mut wanted = Vec::new();
+        if let Some(value) = arguments.get("enable").filter(|_| !seed) {
             let Value::Array(items) = value else {
                 return Err(Refusal::Argument("Invalid parameter type for 'enable', expected: array".into()));
             };
-            let mut unavailable = Vec::new();
             for item in items {
                 // QEMU names the elements of this list 'null' in its messages.
                 let Value::String(cap) = item else {
@@ -490,18 +495,49 @@ impl ServerSession {
                 if cap != "oob" {
                     return Err(Refusal::Argument(format!("Parameter 'null' does not accept value '{cap}'")));
                 }
-                if self.config.oob {
-                    oob = true;
-                } else {
-                    unavailable.push(cap.clone());
-                }
-            }
-            if !unavailable.is_empty() {
-                return Err(Refusal::CapabilityNotAvailable(unavailable));
+                wanted.push(cap.clone());
             }
         }
-        Ok(oob)
+        if let Some((key, _)) = qdict_order(arguments).into_iter().find(|(key, _)| seed || key.as_str() != "enable") {
+            return Err(Refusal::Argument(format!("Parameter '{key}' is unexpected")));
+        }
+        Ok(wanted)
     }
+
+    /// Enables the capabilities asked for, refusing those not on offer (`qmp_caps_accept`),
+    /// and says whether `oob` is enabled.
+    fn accept_capabilities(&self, wanted: &[String]) -> Result<bool, Refusal> {
+        let unavailable: Vec<String> = wanted.iter().filter(|_| !self.config.oob).cloned().collect();
+        if !unavailable.is_empty() {
+            return Err(Refusal::CapabilityNotAvailable(unavailable));
+        }
+        Ok(!wanted.is_empty())
+    }
+}
+
+/// The members of a JSON object in the order QEMU iterates over them.
+///
+/// QEMU keeps a request in a `QDict`, a hash table of 512 buckets with `tdb_hash`; iteration
+/// goes bucket by bucket and, within a bucket, from the member inserted last. So the first
+/// envelope error QEMU reports does not depend on the order the members arrived in, except
+/// between members that share a bucket: `{"foo": 1, "execute": 2}` is refused for `execute`
+/// either way round, while of `execute` and `xl` (one bucket) the later one is checked first.
+fn qdict_order(object: &Map<String, Value>) -> Vec<(&String, &Value)> {
+    const BUCKETS: u32 = 512;
+    let mut members: Vec<(u32, usize, (&String, &Value))> =
+        object.iter().enumerate().map(|(i, member)| (tdb_hash(member.0.as_bytes()) % BUCKETS, i, member)).collect();
+    members.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    members.into_iter().map(|(_, _, member)| member).collect()
+}
+
+/// QEMU's `tdb_hash` (`qobject/qdict.c`), which places a key in its bucket.
+fn tdb_hash(key: &[u8]) -> u32 {
+    #[allow(clippy::cast_possible_truncation)] // C's `unsigned` arithmetic wraps the same way.
+    let mut value = 0x238F_13AFu32.wrapping_mul(key.len() as u32);
+    for (i, &byte) in key.iter().enumerate() {
+        value = value.wrapping_add(u32::from(byte) << ((i * 5) % 24));
+    }
+    1_103_515_243u32.wrapping_mul(value).wrapping_add(12345)
 }
 
 #[cfg(test)]

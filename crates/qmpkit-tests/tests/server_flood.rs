@@ -25,9 +25,9 @@ async fn a_client_that_never_reads_is_bounded_and_dropped() {
 
     // A well-behaved client alongside.
     let mut good = fixture::Peer::duplex(&server);
-    good.read_message(None).await;
+    good.read_message().await;
     good.send(br#"{"execute": "qmp_capabilities"}"#).await;
-    assert_eq!(good.read_message(None).await, b"{\"return\": {}}\r\n");
+    assert_eq!(good.read_message().await, b"{\"return\": {}}\r\n");
     while events.receivers() < 2 {
         tokio::task::yield_now().await;
     }
@@ -41,7 +41,7 @@ async fn a_client_that_never_reads_is_bounded_and_dropped() {
             tokio::task::yield_now().await;
             peak = peak.max(server.stats().buffered_bytes);
         }
-        let msg = good.read_message(None).await;
+        let msg = good.read_message().await;
         assert!(String::from_utf8_lossy(&msg).contains("\"event\": \"FLOOD\", \"data\": {\"blob\": \"xxx"));
     }
     // Bounded: never more than the bound for the sluggard plus a little for the good one.
@@ -56,10 +56,7 @@ async fn a_client_that_never_reads_is_bounded_and_dropped() {
 
     // The good client is still served.
     good.send(br#"{"execute": "query-status", "id": 1}"#).await;
-    assert_eq!(
-        good.read_message(None).await,
-        b"{\"return\": {\"status\": \"running\", \"running\": true}, \"id\": 1}\r\n"
-    );
+    assert_eq!(good.read_message().await, b"{\"return\": {\"status\": \"running\", \"running\": true}, \"id\": 1}\r\n");
     good.close().await;
 }
 

@@ -278,13 +278,23 @@ impl Socket {
 
 /// Registers a descriptor with the runtime for one kind of readiness.
 ///
-/// tokio deprecated the safe `AsyncFd::with_interest` because it cannot know that an arbitrary
-/// `AsRawFd` type keeps its descriptor open and unchanged; its replacement is `unsafe` for that
-/// reason. An `OwnedFd` owns its descriptor and closes it only when dropped, after the
-/// `AsyncFd` that holds it, so the contract holds by construction and no `unsafe` is needed here.
-#[allow(deprecated)]
+/// There is no safe way to do this: tokio's safe constructors were deprecated as unsound
+/// (they could not know that an arbitrary `AsRawFd` keeps its descriptor), their replacement
+/// `register_with_interest` is `unsafe`, and tokio's own socket types always register for
+/// reading and writing together, which is the cost `Socket` exists to avoid. So this one small
+/// function allows `unsafe`, and the contract is upheld by what it accepts and who sees the
+/// result: it takes an `OwnedFd` by value (an open descriptor that nothing else closes), and
+/// every `AsyncFd` it makes lives in a private field of `Socket`, which only ever borrows the
+/// descriptor (`get_ref`) and never replaces or takes it out.
+#[allow(unsafe_code)]
 fn register(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
-    AsyncFd::with_interest(fd, interest)
+    // SAFETY: `fd` is an open descriptor owned by the `OwnedFd`, which closes it only when
+    // dropped, and `as_raw_fd` on an `OwnedFd` always returns that same descriptor. The
+    // `AsyncFd` owns the `OwnedFd` and this module never calls `get_mut` or `into_inner` on
+    // it, so the descriptor stays open and unchanged until the `AsyncFd` (and with it the
+    // registration) is dropped.
+    let registered = unsafe { AsyncFd::register_with_interest(fd, interest) };
+    registered.map_err(|err| err.into_parts().1)
 }
 
 fn send_fds(fd: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
@@ -310,6 +320,77 @@ fn recv_fds(fd: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::R
     Ok(msg.bytes)
 }
 
+/// Binds a unix socket at `path` with permission bits `mode`, without a moment in which it
+/// is reachable with looser ones and without replacing a live server's socket.
+///
+/// A socket file gets its permissions from the umask when it is bound, and a `chmod` after
+/// `bind` leaves a window in which other users may connect (`fchmod` before `bind` does not
+/// apply to the file). So the socket is bound inside a fresh directory of mode 0o700 next to
+/// `path` (the same filesystem), given `mode` there, and only then hard-linked to `path`:
+/// `link` never replaces an existing file, so a server that took the path meanwhile is not
+/// displaced either. The private directory is removed before returning.
+///
+/// Whether an existing socket is live is found out by connecting to it, so a live server
+/// sees one connection open and close. The staged path is `<parent>/.qmp<pid>.<n>/s`; with a
+/// parent directory near the OS's limit on socket path length (108 bytes) and a very short
+/// file name, it can be too long where `path` itself is not, and binding fails with the OS's
+/// error.
+fn bind_unix(path: &Path, mode: u32) -> io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => match std::os::unix::net::UnixStream::connect(path) {
+            // Someone answers: a live server owns this path.
+            Ok(_) => return Err(in_use(path)),
+            // Nobody listens: a stale socket left by a process that ended; replace it.
+            Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)?,
+            // A full backlog (`EAGAIN`) also means a live server; anything else (such as no
+            // permission to connect) leaves us unable to tell, so keep the file.
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Err(in_use(path)),
+            Err(err) => return Err(err),
+        },
+        Ok(_) => return Err(in_use(path)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err),
+    }
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let private = private_dir(parent)?;
+    let staged = private.join("s");
+    let result = (|| {
+        let listener = std::os::unix::net::UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))?;
+        std::fs::hard_link(&staged, path).map_err(|err| match err.kind() {
+            io::ErrorKind::AlreadyExists => in_use(path),
+            _ => err,
+        })?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&private);
+    result
+}
+
+/// Creates a directory of mode 0o700 under `parent`, with a short name so that the socket
+/// path inside it stays within the OS's limit whenever `parent`'s does.
+fn private_dir(parent: &Path) -> io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let dir = parent.join(format!(".qmp{}.{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            other => return other.map(|()| dir),
+        }
+    }
+}
+
+fn in_use(path: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::AddrInUse, format!("{} is in use by a live server or another file", path.display()))
+}
+
 /// A listening socket, unix or TCP.
 #[derive(Debug)]
 pub enum Listener {
@@ -321,21 +402,19 @@ pub enum Listener {
 
 impl Listener {
     /// Listens on an endpoint. A unix socket is created with the permission bits `mode`
-    /// (0o600 keeps other users out, as a monitor socket must); a stale socket file left by an
-    /// earlier process is replaced.
+    /// (0o600 keeps other users out, as a monitor socket must) and is never reachable with
+    /// looser ones; a stale socket file left by an earlier process is replaced, but a socket
+    /// a live server listens on is not.
     ///
     /// # Errors
-    /// The OS error when binding fails.
+    /// [`io::ErrorKind::AddrInUse`] when a server already listens on the unix socket path or
+    /// another file is there, and the OS error when binding fails otherwise.
     pub async fn bind(endpoint: &Endpoint, mode: u32) -> io::Result<Listener> {
         match endpoint {
             Endpoint::Unix(path) => {
-                use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-                if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
-                    std::fs::remove_file(path)?;
-                }
-                let listener = UnixListener::bind(path)?;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-                Ok(Listener::Unix(listener, path.clone()))
+                let listener = bind_unix(path, mode)?;
+                listener.set_nonblocking(true)?;
+                Ok(Listener::Unix(UnixListener::from_std(listener)?, path.clone()))
             }
             Endpoint::Tcp { host, port } => Ok(Listener::Tcp(TcpListener::bind((host.as_str(), *port)).await?)),
         }
@@ -398,6 +477,77 @@ mod tests {
             assert_eq!(parsed, expected, "{text}");
             assert_eq!(parsed.to_string(), text);
         }
+    }
+
+    #[tokio::test]
+    async fn bind_keeps_a_live_server_and_replaces_a_stale_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qmp.sock");
+        let endpoint = Endpoint::Unix(path.clone());
+        let live = Listener::bind(&endpoint, 0o600).await.unwrap();
+        let err = Listener::bind(&endpoint, 0o600).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        // The live server still has its socket and is reachable through it.
+        let client = UnixStream::connect(&path).await.unwrap();
+        live.accept().await.unwrap();
+        drop(client);
+        // A listener that went away without removing its file leaves a stale socket.
+        std::mem::forget(live);
+        let stale = std::os::unix::net::UnixListener::bind(dir.path().join("other.sock")).unwrap();
+        drop(stale);
+        let replaced = Listener::bind(&Endpoint::Unix(dir.path().join("other.sock")), 0o600).await.unwrap();
+        drop(replaced);
+        // A file that is not a socket is never removed.
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"keep").unwrap();
+        assert_eq!(
+            Listener::bind(&Endpoint::Unix(file.clone()), 0o600).await.unwrap_err().kind(),
+            io::ErrorKind::AddrInUse
+        );
+        assert_eq!(std::fs::read(&file).unwrap(), b"keep");
+    }
+
+    /// Binding under a permissive umask never shows the socket, or the directory it is staged
+    /// in, with more permissions than asked for: a watcher lists the directory throughout.
+    #[test]
+    fn bind_never_exposes_looser_permissions() {
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let old = rustix::process::umask(rustix::fs::Mode::empty());
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let watcher = std::thread::spawn({
+            let (dir, done) = (dir.path().to_owned(), done.clone());
+            move || {
+                let mut seen = 0;
+                while !done.load(Ordering::Relaxed) {
+                    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else { continue };
+                        let mode = meta.permissions().mode() & 0o777;
+                        if meta.file_type().is_socket() {
+                            assert_eq!(mode & !0o600, 0, "{:?} exposed with {mode:o}", entry.path());
+                            seen += 1;
+                        } else if meta.is_dir() {
+                            assert_eq!(mode, 0o700, "{:?} exposed with {mode:o}", entry.path());
+                        }
+                    }
+                }
+                seen
+            }
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for i in 0..200 {
+            let path = dir.path().join(format!("s{i}"));
+            let listener = runtime.block_on(Listener::bind(&Endpoint::Unix(path.clone()), 0o600)).unwrap();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+            runtime.block_on(async { drop(listener) });
+        }
+        rustix::process::umask(old);
+        done.store(true, Ordering::Relaxed);
+        assert!(watcher.join().unwrap() > 0, "the watcher saw the sockets");
+        // Nothing is left behind: no staging directories.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[tokio::test]

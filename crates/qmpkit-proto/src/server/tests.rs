@@ -226,6 +226,78 @@ fn envelope_and_oob_cases() {
     }
 }
 
+/// Cases where QEMU's fixed order of checks decides the reply, with the bytes QEMU 7.2 sent
+/// (recorded from the installed QEMU after negotiating `oob`; no transcript has them).
+#[test]
+fn qemu_order_of_checks() {
+    let generic = |desc: &str| format!("{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"{desc}\"}}}}\r\n");
+    let cases: &[(&str, String)] = &[
+        // The envelope's members are checked in QEMU's hash order, not in arrival order.
+        (r#"{"foo":2,"execute":1}"#, generic("QMP input member 'execute' must be a string")),
+        (r#"{"execute":1,"foo":2}"#, generic("QMP input member 'execute' must be a string")),
+        (r#"{"arguments":1,"execute":2}"#, generic("QMP input member 'execute' must be a string")),
+        (r#"{"foo":1,"bar":2,"execute":"x"}"#, generic("QMP input member 'bar' is unexpected")),
+        (r#"{"bar":1,"foo":2,"execute":"x"}"#, generic("QMP input member 'bar' is unexpected")),
+        // `xl` shares `execute`'s bucket: there the member that arrived last is checked first.
+        (r#"{"execute":1,"xl":2}"#, generic("QMP input member 'xl' is unexpected")),
+        (r#"{"xl":2,"execute":1}"#, generic("QMP input member 'execute' must be a string")),
+        (r#"{"exec-oob":"a","execute":"b"}"#, generic("QMP input member 'execute' clashes with 'exec-oob'")),
+        (r#"{"execute":"b","exec-oob":"a"}"#, generic("QMP input member 'execute' clashes with 'exec-oob'")),
+        (
+            r#"{"foo":1,"arguments":2,"execute":"query-status","id":"a"}"#,
+            "{\"id\": \"a\", \"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input member 'arguments' must be an object\"}}\r\n".into(),
+        ),
+        // After negotiation, qmp_capabilities is a command without allow-oob.
+        (
+            r#"{"exec-oob":"qmp_capabilities","id":1}"#,
+            "{\"id\": 1, \"error\": {\"class\": \"GenericError\", \"desc\": \"The command qmp_capabilities does not support OOB\"}}\r\n".into(),
+        ),
+        // Its arguments are checked before it refuses a second negotiation.
+        (r#"{"execute":"qmp_capabilities","arguments":{"x":1}}"#, generic("Parameter 'x' is unexpected")),
+        (r#"{"execute":"qmp_capabilities","arguments":{"foo":1,"bar":2}}"#, generic("Parameter 'bar' is unexpected")),
+        (
+            r#"{"execute":"qmp_capabilities","arguments":{"enable":"oob"}}"#,
+            generic("Invalid parameter type for 'enable', expected: array"),
+        ),
+        (
+            r#"{"execute":"qmp_capabilities","arguments":{"x":1,"enable":"oob"}}"#,
+            generic("Invalid parameter type for 'enable', expected: array"),
+        ),
+        (
+            r#"{"execute":"qmp_capabilities","arguments":{"enable":["bogus"]}}"#,
+            generic("Parameter 'null' does not accept value 'bogus'"),
+        ),
+        (
+            r#"{"execute":"qmp_capabilities","arguments":{"enable":["oob"]},"id":9}"#,
+            "{\"id\": 9, \"error\": {\"class\": \"CommandNotFound\", \"desc\": \"Capabilities negotiation is already complete, command ignored\"}}\r\n".into(),
+        ),
+    ];
+    for (input, expected) in cases {
+        let mut s = negotiated(ServerConfig::default(), r#", "arguments": {"enable": ["oob"]}"#);
+        assert_eq!(replies(&mut s, input.as_bytes()), [expected.as_str()], "{input}");
+    }
+    // Without oob, exec-oob is just an unexpected member, and a second negotiation still
+    // checks its arguments first.
+    let mut s = negotiated(ServerConfig::default(), "");
+    assert_eq!(
+        replies(
+            &mut s,
+            br#"{"exec-oob":"qmp_capabilities","id":1}{"execute":"qmp_capabilities","arguments":{"x":1},"id":2}"#
+        ),
+        [
+            "{\"id\": 1, \"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input member 'exec-oob' is unexpected\"}}\r\n",
+            "{\"id\": 2, \"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'x' is unexpected\"}}\r\n",
+        ]
+    );
+}
+
+#[test]
+fn tdb_hash_buckets_match_qemu() {
+    // The buckets QEMU's qdict.c gives the envelope's keys; their order decides which error wins.
+    let bucket = |key: &str| super::tdb_hash(key.as_bytes()) % 512;
+    assert_eq!(["exec-oob", "bar", "execute", "arguments", "id", "foo"].map(bucket), [162, 254, 299, 447, 486, 490]);
+}
+
 #[test]
 fn refusals_of_oob_requests_jump_the_queue() {
     let mut s = negotiated(ServerConfig::default(), "");

@@ -14,8 +14,10 @@
 //! 4. input is taken only while the queue has room: without `oob`, only when nothing is
 //!    queued or running; with `oob`, while fewer than 8 in-band requests wait (the running
 //!    one not counted, as QEMU's `QMP_REQ_QUEUE_LEN_MAX`). Bytes stay in the socket
-//!    otherwise, which is how QEMU "stops reading";
-//! 5. output is written.
+//!    otherwise, which is how QEMU "stops reading". An `exec-oob` command is polled once
+//!    as soon as it is taken, so that its reply precedes the replies to later input, as
+//!    QEMU's I/O thread runs it while parsing;
+//! 5. output is written, and the stream flushed once the output buffer is empty.
 //!
 //! Architecture Invariant: the connection holds at most `max_output` bytes for its client
 //! (output buffer plus queued events). An event that would exceed it disconnects the client
@@ -72,6 +74,8 @@ pub(crate) trait Io: Send + Unpin + 'static {
     ) -> Poll<io::Result<()>>;
     /// Writes bytes.
     fn poll_write(&mut self, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
+    /// Pushes out what the stream buffers (a `BufWriter`, TLS); sockets buffer nothing.
+    fn poll_flush(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>>;
     /// Closes the write side.
     fn poll_shutdown(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>>;
 }
@@ -91,6 +95,10 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for Plain<T> {
 
     fn poll_write(&mut self, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
     }
 
     fn poll_shutdown(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
@@ -116,6 +124,10 @@ impl Io for Sock {
 
     fn poll_write(&mut self, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.0.poll_write(cx, buf, &[])
+    }
+
+    fn poll_flush(&mut self, _: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(&mut self, _: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
@@ -152,6 +164,8 @@ pub(crate) struct Connection<T: Io> {
     oob: Vec<Running>,
     out: Vec<u8>,
     written: usize,
+    /// Whether bytes were written since the stream was last flushed.
+    unflushed: bool,
     eof: bool,
     stopping: bool,
     write_closed: bool,
@@ -185,6 +199,7 @@ impl<T: Io> Connection<T> {
             oob: Vec::new(),
             out,
             written: 0,
+            unflushed: false,
             eof: false,
             stopping: false,
             write_closed: false,
@@ -235,7 +250,7 @@ impl<T: Io> Connection<T> {
                 return Poll::Ready(Err(ConnectionError::OutputOverflow(self.limits.max_output)));
             }
             let idle = self.queue.is_empty() && self.running.is_none() && self.oob.is_empty();
-            if idle && self.pending_output() == 0 && (self.eof || self.stopping) {
+            if idle && self.pending_output() == 0 && !self.unflushed && (self.eof || self.stopping) {
                 return Poll::Ready(Ok(()));
             }
             if !progress {
@@ -358,7 +373,7 @@ impl<T: Io> Connection<T> {
         let mut progress = false;
         while self.can_accept() {
             if let Some(input) = self.session.poll_input(&*self.registry) {
-                self.handle(input);
+                self.handle(input, cx);
                 progress = true;
                 continue;
             }
@@ -393,12 +408,20 @@ impl<T: Io> Connection<T> {
         Ok(progress)
     }
 
-    fn handle(&mut self, input: Input) {
+    fn handle(&mut self, input: Input, cx: &mut TaskContext<'_>) {
         match input {
             Input::Execute(request) => self.queue.push_back(Queued::Request(request)),
             Input::ExecuteOob(request) => {
-                let running = self.start(request);
-                self.oob.push(running);
+                // QEMU runs an out-of-band command inside its I/O thread as soon as it is
+                // parsed, before it parses what follows, while an in-band reply (even to bad
+                // input) goes through the request queue. So the out-of-band reply precedes
+                // replies to anything later in the same read: run the command once right
+                // away, and keep it only if it has to wait.
+                let mut running = self.start(request);
+                match poll_command(&mut running, cx) {
+                    Poll::Ready(result) => self.reply(running.id.as_ref(), result),
+                    Poll::Pending => self.oob.push(running),
+                }
             }
             Input::Reply { bytes, in_band } => {
                 if !self.conn.negotiated.load(Ordering::Relaxed) && self.session.is_negotiated() {
@@ -423,9 +446,19 @@ impl<T: Io> Connection<T> {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
                     self.written += n;
+                    self.unflushed = true;
                     progress = true;
                 }
                 Poll::Ready(Err(err)) => return Err(err),
+            }
+        }
+        // Flush when the output empties, so that a stream that buffers (a `BufWriter`, TLS)
+        // does not hold a reply back; until then more output may join the same flush.
+        if self.unflushed && self.written == self.out.len() {
+            match self.io.poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(err)) => return Err(err),
+                Poll::Pending => {}
             }
         }
         if self.written == self.out.len() && self.written > 0 {

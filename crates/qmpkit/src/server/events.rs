@@ -78,9 +78,10 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
-    pub(crate) fn register(&self) -> (u64, Arc<ConnShared>) {
+    /// Adds a connection that may hold at most `max_connection_fds` fds.
+    pub(crate) fn register(&self, max_connection_fds: usize) -> (u64, Arc<ConnShared>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let conn = Arc::new(ConnShared::default());
+        let conn = Arc::new(ConnShared { fds: ConnectionFds::new(max_connection_fds), ..ConnShared::default() });
         lock(&self.conns).insert(id, conn.clone());
         (id, conn)
     }

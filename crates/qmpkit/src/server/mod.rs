@@ -89,6 +89,33 @@
 //!   reading pauses beyond that, and `exec-oob` requests run at once, ahead of the queue,
 //!   for commands registered with [`CommandDef::allow_oob`].
 //! * Events go to negotiated connections only, with a timestamp, between messages.
+//! * An `exec-oob` command runs as soon as it is read, before the rest of the same read is
+//!   judged, so its reply precedes the replies to what followed it, even errors that need no
+//!   execution (QEMU runs it in its I/O thread while such errors wait in the request queue).
+//! * The envelope's members are checked in QEMU's order (its `QDict` hash order), whatever
+//!   order they arrive in, so the same member is named when several are wrong;
+//!   `qmp_capabilities` checks its arguments before it refuses a second negotiation.
+//! * Clients: by default ([`ClientPolicy::Many`]) every client is served at once, each with
+//!   its own session. [`ClientPolicy::One`] serves one at a time as a QEMU monitor does: a
+//!   second client's connection completes but it hears nothing until the first leaves.
+//!
+//! # Where it differs from QEMU, on purpose
+//!
+//! * Many clients at once by default (see above): an embedded server usually has several
+//!   users, and one hung client should not lock out the rest.
+//! * Bounds QEMU does not have ([`Limits::max_connection_fds`], [`Limits::max_fdset_fds`],
+//!   [`Limits::max_connections`]), with errors of our own wording, so that one client cannot
+//!   take every file descriptor the process may open.
+//! * An `exec-oob` handler that has to wait (QEMU's never do) lets later input be answered
+//!   meanwhile, so an error after it in the same read may then come first.
+//! * When input has an error followed by an `exec-oob` in one read, QEMU's order of the two
+//!   replies depends on its threads' timing; this server answers the error first.
+//! * Of several unexpected arguments to `qmp_capabilities`, QEMU names the first of its
+//!   `GHashTable`; this server names the first in `QDict` order, which agreed in every case
+//!   recorded from QEMU 7.2.
+//! * `"id": 1e400`: QEMU echoes `inf`, which is not JSON; this server echoes the largest
+//!   double instead (see `qmpkit_proto::qjson`). The transcript replays leave out this id
+//!   and 2^64, which QEMU turns into a double.
 //!
 //! # Bounds
 //!
@@ -99,6 +126,17 @@
 //! `max_output` the connection is closed (logged as a warning, counted in
 //! [`Stats::overflows`]), and its client sees EOF. Other connections are not affected.
 //!
+//! File descriptors are bounded too: [`Limits::max_connection_fds`] per connection for the
+//! fds it named with `getfd` or added with `add-fd` (256 by default), and
+//! [`Limits::max_fdset_fds`] for all the fd sets (1024), which outlive connections; beyond
+//! them the command fails with a `GenericError` and the fd that came with it is closed. Beyond
+//! [`Limits::max_connections`] (16,384) a new client is closed at once, before its greeting,
+//! rather than left waiting in silence: it sees the end of the stream at once, the server
+//! logs a warning and counts it in [`Stats::refused`].
+//!
+//! Output is flushed whenever the output buffer empties, so streams handed to
+//! [`Server::serve_connection`] that buffer (a `BufWriter`, TLS) do not hold replies back.
+//!
 //! # Layout
 //! - [`registry`]: [`Registry`], [`Context`] and the built-in commands.
 //! - `connection`: the per-connection task.
@@ -108,13 +146,14 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use qmpkit_proto::server::{Dialect, ServerConfig, ServerSession};
 use qmpkit_proto::{Capability, QemuVersion, VersionInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -151,12 +190,50 @@ pub struct Limits {
     pub max_output: usize,
     /// Above this many unwritten bytes, input is not read.
     pub high_water: usize,
+    /// The most fds one connection may hold (256 by default): those it named with `getfd`
+    /// plus those it added to the fd sets with `add-fd` that are still there. `getfd` with
+    /// a new name or `add-fd` beyond it fails with a `GenericError` and closes the fd it came
+    /// with. QEMU has no bound.
+    pub max_connection_fds: usize,
+    /// The most fds the server's fd sets hold in all (1024 by default); `add-fd` beyond it
+    /// fails with a `GenericError` and closes the fd. QEMU has no bound.
+    pub max_fdset_fds: usize,
+    /// The most connections [`Server::serve`] serves at once (16,384 by default). A client
+    /// that connects beyond it is accepted and closed at once, before any greeting, so it
+    /// sees the end of the stream instead of a silent connection; the server logs a warning
+    /// and counts it in [`Stats::refused`]. With [`ClientPolicy::One`] the bound is one and
+    /// later clients wait instead.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { queue_len: 8, max_oob: 8, max_output: 1 << 20, high_water: 64 << 10 }
+        Limits {
+            queue_len: 8,
+            max_oob: 8,
+            max_output: 1 << 20,
+            high_water: 64 << 10,
+            max_connection_fds: 256,
+            max_fdset_fds: 1024,
+            max_connections: 16 * 1024,
+        }
     }
+}
+
+/// How many clients [`Server::serve`] talks to at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClientPolicy {
+    /// Every client that connects is served at once, each with its own session, up to
+    /// [`Limits::max_connections`]. The default.
+    #[default]
+    Many,
+    /// One client at a time, as a QEMU monitor does: while one is connected, the listeners
+    /// stop accepting, so a second client's connection completes (the kernel queues it) but
+    /// it hears nothing, not even a greeting, until the first leaves; then it gets its
+    /// greeting and the replies to what it already sent. For a faithful stand-in for QEMU.
+    /// It governs [`Server::serve`]; connections handed to [`Server::serve_connection`] and
+    /// its siblings are served as they come.
+    One,
 }
 
 /// Counters that show what the server holds, for monitoring and tests.
@@ -169,6 +246,8 @@ pub struct Stats {
     pub buffered_bytes: usize,
     /// Connections closed because their client did not read its output.
     pub overflows: u64,
+    /// Connections closed at once because [`Limits::max_connections`] were open.
+    pub refused: u64,
 }
 
 /// Builds a [`Server`].
@@ -179,6 +258,7 @@ pub struct ServerBuilder {
     registry: Registry,
     throttle: Throttle,
     limits: Limits,
+    clients: ClientPolicy,
     socket_mode: u32,
     shutdown_timeout: Duration,
 }
@@ -255,6 +335,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Sets how many clients are served at once ([`ClientPolicy::Many`] by default;
+    /// [`ClientPolicy::One`] is QEMU's behaviour).
+    pub fn clients(mut self, clients: ClientPolicy) -> Self {
+        self.clients = clients;
+        self
+    }
+
     /// Sets the permission bits of unix sockets made by [`Server::bind`] (0o600 by default,
     /// so that only the owner can reach the monitor).
     pub fn socket_mode(mut self, mode: u32) -> Self {
@@ -279,7 +366,7 @@ impl ServerBuilder {
         let shared = Arc::new(Shared {
             version: self.config.version.clone(),
             dialect: self.config.dialect,
-            fdsets: FdSets::default(),
+            fdsets: FdSets::with_limit(self.limits.max_fdset_fds),
             events: events.clone(),
         });
         let (stop, _) = watch::channel(false);
@@ -290,6 +377,8 @@ impl ServerBuilder {
                 shared,
                 events,
                 limits: self.limits,
+                clients: self.clients,
+                refused: AtomicU64::new(0),
                 socket_mode: self.socket_mode,
                 shutdown_timeout: self.shutdown_timeout,
                 stop,
@@ -305,6 +394,8 @@ struct Inner {
     shared: Arc<Shared>,
     events: EventSender,
     limits: Limits,
+    clients: ClientPolicy,
+    refused: AtomicU64,
     socket_mode: u32,
     shutdown_timeout: Duration,
     stop: watch::Sender<bool>,
@@ -356,6 +447,7 @@ impl Server {
             registry: Registry::new(),
             throttle: Throttle::qemu(),
             limits: Limits::default(),
+            clients: ClientPolicy::default(),
             socket_mode: 0o600,
             shutdown_timeout: Duration::from_secs(10),
         }
@@ -386,16 +478,19 @@ impl Server {
         Stats {
             connections: hub.connections(),
             buffered_bytes: hub.buffered(),
-            overflows: hub.overflows.load(std::sync::atomic::Ordering::Relaxed),
+            overflows: hub.overflows.load(Ordering::Relaxed),
+            refused: self.inner.refused.load(Ordering::Relaxed),
         }
     }
 
     /// Listens on an endpoint: a unix socket is created with the builder's mode (0o600 by
-    /// default) replacing a stale socket file, and TCP with an empty host listens on the
-    /// loopback address only (`":4444"` is `127.0.0.1:4444`).
+    /// default; never reachable with looser bits), replacing a stale socket file but never
+    /// one a live server answers on, and TCP with an empty host listens on the loopback
+    /// address only (`":4444"` is `127.0.0.1:4444`). See [`Listener::bind`].
     ///
     /// # Errors
-    /// The OS error when binding fails.
+    /// [`io::ErrorKind::AddrInUse`] when a live server (or a file that is not a socket)
+    /// has the unix socket's path; the OS error when binding fails otherwise.
     pub async fn bind(&self, endpoint: &Endpoint) -> io::Result<Listener> {
         let endpoint = match endpoint {
             Endpoint::Tcp { host, port } if host.is_empty() => Endpoint::Tcp { host: "127.0.0.1".into(), port: *port },
@@ -417,13 +512,17 @@ impl Server {
     where
         L: IntoIterator<Item = Listener>,
     {
-        let (tx, mut rx) = mpsc::channel::<Stream>(64);
+        // With one client at a time, an acceptor holds the only permit from before it accepts
+        // until that client's connection ends, so later clients wait in the kernel's queue.
+        let turn = (self.inner.clients == ClientPolicy::One).then(|| Arc::new(Semaphore::new(1)));
+        let (tx, mut rx) = mpsc::channel::<(Stream, Option<OwnedSemaphorePermit>)>(64);
         let mut acceptors = JoinSet::new();
         for listener in listeners {
             let tx = tx.clone();
             let endpoint = listener.local_endpoint().map(|e| e.to_string()).unwrap_or_default();
             tracing::info!(%endpoint, "QMP server listening");
-            acceptors.spawn(accept_loop(listener, tx).instrument(tracing::info_span!("qmp_listener", %endpoint)));
+            let turn = turn.clone();
+            acceptors.spawn(accept_loop(listener, tx, turn).instrument(tracing::info_span!("qmp_listener", %endpoint)));
         }
         drop(tx);
         let mut connections = JoinSet::new();
@@ -433,10 +532,24 @@ impl Server {
             tokio::select! {
                 () = &mut shutdown => break,
                 _ = stop.wait_for(|stopped| *stopped) => break,
-                stream = rx.recv() => match stream {
-                    Some(stream) => {
+                accepted = rx.recv() => match accepted {
+                    Some((stream, permit)) => {
+                        // Count only connections still running.
+                        while connections.try_join_next().is_some() {}
+                        if connections.len() >= self.inner.limits.max_connections {
+                            self.inner.refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(
+                                max = self.inner.limits.max_connections,
+                                "too many connections: closing a new one at once"
+                            );
+                            drop(stream);
+                            continue;
+                        }
                         let server = self.clone();
-                        connections.spawn(async move { let _ = server.serve_stream(stream).await; });
+                        connections.spawn(async move {
+                            let _ = server.serve_stream(stream).await;
+                            drop(permit);
+                        });
                     }
                     None => break,
                 },
@@ -495,9 +608,9 @@ impl Server {
     async fn run<T: Io>(&self, io: T) -> Result<(), ConnectionError> {
         let inner = &self.inner;
         let hub = inner.events.hub().clone();
-        let (id, conn) = hub.register();
+        let (id, conn) = hub.register(inner.limits.max_connection_fds);
         if *inner.stop.borrow() {
-            conn.shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+            conn.shutdown.store(true, Ordering::SeqCst);
         }
         let session = ServerSession::new(inner.config.clone());
         let connection =
@@ -508,11 +621,22 @@ impl Server {
     }
 }
 
-async fn accept_loop(listener: Listener, tx: mpsc::Sender<Stream>) {
+async fn accept_loop(
+    listener: Listener,
+    tx: mpsc::Sender<(Stream, Option<OwnedSemaphorePermit>)>,
+    turn: Option<Arc<Semaphore>>,
+) {
     loop {
+        let permit = match &turn {
+            Some(turn) => match turn.clone().acquire_owned().await {
+                Ok(permit) => Some(permit),
+                Err(_) => return,
+            },
+            None => None,
+        };
         match listener.accept().await {
             Ok(stream) => {
-                if tx.send(stream).await.is_err() {
+                if tx.send((stream, permit)).await.is_err() {
                     return;
                 }
             }

@@ -495,7 +495,8 @@ impl Registry {
                 if name.starts_with(|c: char| c.is_ascii_digit()) {
                     return Err(QmpError::generic("Parameter 'fdname' expects a name not starting with a digit"));
                 }
-                ctx.conn.fds.insert_named(name, fd);
+                let in_sets = ctx.shared.fdsets.owned_by(ctx.connection);
+                ctx.conn.fds.insert_named(name, fd, in_sets).map_err(QmpError::generic)?;
                 Ok(json!({}))
             }
             BuiltinCommand::Closefd => {
@@ -515,7 +516,11 @@ impl Registry {
                     return Err(QmpError::generic("No file descriptor supplied via SCM_RIGHTS"));
                 };
                 let opaque = arguments.get("opaque").and_then(Value::as_str).map(str::to_owned);
-                let (set, fd) = ctx.shared.fdsets.add(int_arg("fdset-id"), fd, opaque).map_err(QmpError::generic)?;
+                let (set, fd) = ctx
+                    .shared
+                    .fdsets
+                    .add_owned(int_arg("fdset-id"), fd, opaque, ctx.connection, Some(&ctx.conn.fds))
+                    .map_err(QmpError::generic)?;
                 Ok(json!({"fd": fd, "fdset-id": set}))
             }
             BuiltinCommand::RemoveFd => {

@@ -216,8 +216,11 @@ async fn shutdown_finishes_running_commands_and_fails_queued_ones() {
 #[tokio::test(start_paused = true)]
 async fn serve_stops_accepting_and_closes_connections() {
     let server = Server::builder().build().unwrap();
-    let listener = server.bind(&"127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let endpoint = listener.local_endpoint().unwrap();
+    // A unix socket in a private directory: a TCP port freed at the end could be taken by
+    // another test at once, and "no longer accepting" would then not hold.
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = Endpoint::Unix(dir.path().join("qmp.sock"));
+    let listener = server.bind(&endpoint).await.unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn({
         let server = server.clone();
@@ -230,6 +233,7 @@ async fn serve_stops_accepting_and_closes_connections() {
     serving.await.unwrap().unwrap();
     assert!(lines.next_line().await.unwrap().is_none(), "the connection is closed");
     assert!(crate::transport::Stream::connect(&endpoint).await.is_err(), "no longer accepting");
+    assert!(!dir.path().join("qmp.sock").exists(), "the socket file is removed");
     assert_eq!(server.stats().connections, 0);
 }
 
