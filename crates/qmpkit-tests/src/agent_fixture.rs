@@ -181,6 +181,84 @@ impl Drop for RealAgent {
     }
 }
 
+/// A unix socket relay between a client and an agent that reports every chunk the client
+/// sends, so a test can act at the exact moment a command has reached the agent's socket.
+pub struct Relay {
+    path: PathBuf,
+    _dir: TempDir,
+    sent: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Listens on a socket of its own and, for each client, connects to `target` and copies
+    /// bytes both ways until either side closes.
+    ///
+    /// # Panics
+    /// When the socket cannot be made.
+    #[must_use]
+    pub fn start(target: PathBuf) -> Relay {
+        let dir = tempfile::Builder::new().prefix("qmpkit-relay-").tempdir().expect("temp dir");
+        let path = dir.path().join("relay.sock");
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind the relay");
+        let (tx, sent) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(agent) = tokio::net::UnixStream::connect(&target).await else { continue };
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let (mut client_rx, mut client_tx) = client.into_split();
+                    let (mut agent_rx, mut agent_tx) = agent.into_split();
+                    let upstream = async {
+                        let mut buf = vec![0; 64 * 1024];
+                        while let Ok(n @ 1..) = client_rx.read(&mut buf).await {
+                            if agent_tx.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                            let _ = tx.send(buf[..n].to_vec());
+                        }
+                    };
+                    let downstream = async {
+                        let _ = tokio::io::copy(&mut agent_rx, &mut client_tx).await;
+                        let _ = client_tx.shutdown().await;
+                    };
+                    // When the agent side ends, the client sees the end of the stream.
+                    tokio::select! {
+                        () = upstream => {}
+                        () = downstream => {}
+                    }
+                });
+            }
+        });
+        Relay { path, _dir: dir, sent, task }
+    }
+
+    /// The relay's socket, as an agent address.
+    #[must_use]
+    pub fn address(&self) -> String {
+        self.path.to_str().expect("temp paths are UTF-8").to_owned()
+    }
+
+    /// Waits until the client has sent bytes containing `needle` (in one chunk).
+    ///
+    /// # Panics
+    /// When the relay stopped.
+    pub async fn wait_for(&mut self, needle: &str) {
+        loop {
+            let chunk = self.sent.recv().await.expect("the relay stopped");
+            if chunk.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 fn running_as_root() -> bool {
     rustix::process::geteuid().is_root()
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use qmpkit::agent::{Agent, AgentBuilder, AgentCallOptions, Exec, FsfreezeStatus};
 use qmpkit::{Error, ErrorClass};
-use qmpkit_tests::agent_fixture::{BLOCKED, RealAgent};
+use qmpkit_tests::agent_fixture::{BLOCKED, RealAgent, Relay};
 use serde_json::json;
 
 const READY: Duration = Duration::from_secs(20);
@@ -120,12 +120,17 @@ async fn a_late_reply_from_a_paused_agent_never_reaches_the_next_call() {
 
 #[tokio::test]
 async fn an_agent_killed_mid_call_fails_the_call_and_a_restarted_one_is_picked_up() {
-    let (mut real, agent) = started().await;
+    let mut real = RealAgent::start();
+    let mut relay = Relay::start(real.socket());
+    let agent = AgentBuilder::new().call_timeout(Duration::from_secs(10)).build(relay.address());
+    agent.wait_ready(READY).await.expect("qemu-ga answers");
     real.pause();
     let call = tokio::spawn({
         let agent = agent.clone();
         async move { agent.host_name().await }
     });
+    // The command has reached the paused agent's socket: now it dies.
+    relay.wait_for("guest-get-host-name").await;
     real.kill();
     let err = call.await.unwrap().unwrap_err();
     assert!(err.is_disconnected(), "the call fails, it does not wait for its deadline: {err}");
