@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use qmpkit_proto::{FrameError, Framer, Limits, Mode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 
 /// Every command of qemu-ga 7.2 (and later) that changes the machine it runs on.
 pub const BLOCKED: &[&str] = &[
@@ -263,6 +263,10 @@ fn running_as_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// A stream a scripted agent can use.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
 /// What a client under test sent to a [`ScriptedAgent`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum FromClient {
@@ -275,7 +279,7 @@ pub enum FromClient {
 /// The far end of an `Agent` under test: writes exactly what the test says and reports what
 /// the client sent, reset bytes included.
 pub struct ScriptedAgent {
-    io: DuplexStream,
+    io: Box<dyn Io>,
     framer: Framer,
     buf: Vec<u8>,
 }
@@ -285,10 +289,17 @@ impl ScriptedAgent {
     #[must_use]
     pub fn pair() -> (DuplexStream, ScriptedAgent) {
         let (client, agent) = tokio::io::duplex(64 * 1024);
-        (
-            client,
-            ScriptedAgent { io: agent, framer: Framer::new(Mode::Server, Limits::default()), buf: vec![0; 64 * 1024] },
-        )
+        (client, ScriptedAgent::over(agent))
+    }
+
+    /// A scripted agent on a connected stream (a TCP connection a test accepted).
+    #[must_use]
+    pub fn over(stream: impl AsyncRead + AsyncWrite + Send + Unpin + 'static) -> ScriptedAgent {
+        ScriptedAgent {
+            io: Box::new(stream),
+            framer: Framer::new(Mode::Server, Limits::default()),
+            buf: vec![0; 64 * 1024],
+        }
     }
 
     /// The next thing the client sent, or `None` when it closed.

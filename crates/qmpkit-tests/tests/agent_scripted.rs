@@ -297,3 +297,30 @@ async fn exec_polls_until_exit_and_decodes_the_output() {
     assert_eq!((output.pid, output.exit_code, output.signal), (77, Some(3), None));
     assert_eq!((output.stdout.as_slice(), output.stderr.as_slice()), (&b"out\n"[..], &b"err\n"[..]));
 }
+
+#[tokio::test]
+async fn over_tcp_a_closed_connection_is_dialled_again_by_the_next_call() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let agent = AgentBuilder::new().call_timeout(Duration::from_secs(10)).build(&addr);
+    let call = tokio::spawn({
+        let agent = agent.clone();
+        async move { agent.ping().await }
+    });
+    let mut peer = ScriptedAgent::over(listener.accept().await.unwrap().0);
+    peer.accept_sync().await;
+    peer.expect("guest-ping").await;
+    // The guest reboots: the connection ends before the reply.
+    peer.close().await;
+    assert!(call.await.unwrap().unwrap_err().is_disconnected());
+
+    let call = tokio::spawn({
+        let agent = agent.clone();
+        async move { agent.host_name().await }
+    });
+    let mut peer = ScriptedAgent::over(listener.accept().await.unwrap().0);
+    peer.accept_sync().await;
+    let command = peer.expect("guest-get-host-name").await;
+    peer.reply(&command, json!({"host-name": "rebooted"})).await;
+    assert_eq!(call.await.unwrap().unwrap(), "rebooted");
+}

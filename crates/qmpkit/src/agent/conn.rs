@@ -160,7 +160,7 @@ impl Conn {
         Command::new("guest-sync-delimited").with_arguments(arguments).encode(&mut bytes);
         tracing::debug!(id, "resynchronising with the guest agent");
         self.write(&bytes).await?;
-        // Whatever the framer holds predates the reset; it is looked at again from the inbox.
+        // Whatever the framer still holds arrived before the reset: it is dropped at the sentinel.
         let mut state = Resync::Hunting;
         loop {
             if self.scan_for_sync(&mut state, id) {

@@ -290,7 +290,9 @@ impl Agent {
         }
     }
 
-    /// How many replies to abandoned calls have been discarded so far.
+    /// How many complete replies have been discarded so far because they answered an earlier,
+    /// abandoned call or sync. Bytes skipped while looking for the sync sentinel are not
+    /// counted: they are not framed.
     pub async fn stale_replies(&self) -> u64 {
         self.inner.conn.lock().await.stale_replies()
     }
