@@ -423,7 +423,7 @@ impl Agent {
     }
 
     /// Runs a program in the guest and waits for it to exit, polling `guest-exec-status`
-    /// (first after 5 ms, then less often, at most every 200 ms), and returns its decoded
+    /// (first after 1 ms, then twice as long each time, at most every 200 ms), and returns its decoded
     /// output and exit status. Another caller's commands may run between the polls.
     ///
     /// # Errors
@@ -433,7 +433,7 @@ impl Agent {
     pub async fn exec(&self, exec: Exec) -> Result<ExecOutput, Error> {
         let pid = self.exec_start(&exec).await?;
         let deadline = exec.timeout.map(|t| Instant::now() + t);
-        let mut pause = Duration::from_millis(5);
+        let mut pause = Duration::from_millis(1);
         loop {
             let status = self.exec_status(pid).await?;
             if status.exited {
