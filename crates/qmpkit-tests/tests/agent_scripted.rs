@@ -324,3 +324,30 @@ async fn over_tcp_a_closed_connection_is_dialled_again_by_the_next_call() {
     peer.reply(&command, json!({"host-name": "rebooted"})).await;
     assert_eq!(call.await.unwrap().unwrap(), "rebooted");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_over_the_size_limit_fails_its_call_and_the_channel_recovers() {
+    let (io, mut peer) = ScriptedAgent::pair();
+    let agent = AgentBuilder::new().max_message_bytes(1024).build_with_stream(io);
+    let call = tokio::spawn({
+        let agent = agent.clone();
+        async move { agent.execute("guest-get-users", ()).await }
+    });
+    peer.accept_sync().await;
+    let command = peer.expect("guest-get-users").await;
+    peer.reply(&command, json!([{"user": "x".repeat(4096)}])).await;
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the peer sent a message that is not valid JSON (JSON token size limit exceeded): the reply to guest-get-users"
+    );
+
+    let call = tokio::spawn({
+        let agent = agent.clone();
+        async move { agent.ping().await }
+    });
+    peer.accept_sync().await;
+    let ping = peer.expect("guest-ping").await;
+    peer.reply(&ping, json!({})).await;
+    call.await.unwrap().unwrap();
+}

@@ -244,7 +244,7 @@ impl Conn {
             while let Some(frame) = self.framer.next_frame() {
                 let frame = match frame {
                     Ok(frame) => frame,
-                    Err(err) => return Err(self.protocol_failure(frame_error(err))),
+                    Err(err) => return Err(self.protocol_failure(frame_error(err, command))),
                 };
                 match ClientMessage::decode(frame.as_bytes()) {
                     Ok(ClientMessage::Response(response)) => {
@@ -279,10 +279,11 @@ impl Conn {
     }
 }
 
-fn frame_error(err: FrameError) -> ProtocolError {
+fn frame_error(err: FrameError, command: &str) -> ProtocolError {
     match err {
         FrameError::Stray(bytes) => ProtocolError::Stray(String::from_utf8_lossy(&bytes).into_owned()),
-        other => ProtocolError::Unparsable { reason: other.to_string(), excerpt: String::new() },
+        // The reply was discarded as it arrived, so there is nothing to show but whose it was.
+        other => ProtocolError::Unparsable { reason: other.to_string(), excerpt: format!("the reply to {command}") },
     }
 }
 
