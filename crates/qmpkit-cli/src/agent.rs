@@ -125,7 +125,8 @@ async fn command(agent: &Agent, name: &str, arguments: serde_json::Map<String, s
     match agent.execute(name, arguments).await {
         Ok(value) => {
             let text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
-            println!("{text}");
+            // A closed stdout (`| head`) is not worth a panic message.
+            let _ = writeln!(std::io::stdout(), "{text}");
             OK
         }
         Err(err) => report(&err),
