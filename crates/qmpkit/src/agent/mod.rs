@@ -15,7 +15,8 @@
 //! - **No hangs**: every call has a deadline ([`AgentBuilder::call_timeout`], or per call with
 //!   [`AgentCallOptions`]), which also covers the time spent queued behind other callers, and
 //!   [`Agent::wait_ready`] waits for a silent agent with a bounded back-off.
-//! - **Serialised calls**: concurrent callers queue for the channel in turn.
+//! - **Serialised calls**: concurrent callers queue for the channel in turn, first come first
+//!   served (the agent runs one command at a time and answers in order).
 //! - **Commands without a success reply** complete when no reply came within a short grace
 //!   period ([`AgentBuilder::no_reply_grace`]); a refusal within it is still an error. Which
 //!   commands those are is known for today's agents and learnt from [`Agent::info`].
