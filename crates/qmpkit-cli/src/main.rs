@@ -5,7 +5,9 @@
 
 use clap::{Parser, Subcommand};
 
+mod agent;
 mod bench;
+mod kv;
 
 /// The QEMU Monitor Protocol from the command line.
 #[derive(Debug, Parser)]
@@ -17,6 +19,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run one command on a guest agent (qemu-ga), or a program in the guest with `exec`.
+    Agent(agent::AgentArgs),
     /// Measure qmpkit against real QEMU and the Python reference client.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -27,8 +31,17 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // `qmp agent` keeps exit status 2 for connection failures: its usage errors are 64.
+        Err(err) if std::env::args().nth(1).as_deref() == Some("agent") => {
+            let _ = err.print();
+            std::process::exit(if err.use_stderr() { 64 } else { 0 });
+        }
+        Err(err) => err.exit(),
+    };
     match cli.command {
+        Command::Agent(args) => std::process::exit(agent::run(args)),
         Command::Bench(command) => bench::run(command),
     }
 }

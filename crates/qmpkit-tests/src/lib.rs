@@ -1,6 +1,7 @@
 //! Support for qmpkit's cross-crate tests: a scripted QMP peer over an in-memory stream, and
 //! helpers that start real QEMU instances for the tests that need one.
 
+pub mod agent_fixture;
 pub mod server_fixture;
 
 use std::path::PathBuf;

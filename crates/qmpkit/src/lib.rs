@@ -4,6 +4,7 @@
 //!   of tasks at once, subscribe to events, pass file descriptors, run commands out-of-band,
 //!   with deadlines that really interrupt the wait. [`blocking::Client`] is the same for
 //!   callers without async.
+//! - [`agent`]: a client for the guest agent, `qemu-ga`, that survives the guest's life.
 //! - [`launch`]: start a QEMU with a QMP socket, for tests and tools.
 //! - [`transport`]: unix and TCP endpoints, file descriptor passing.
 //! - [`commands`]: typed commands, run with [`Client::run`].
@@ -12,6 +13,7 @@
 //! Both ends are built on the sans-IO core in [`qmpkit_proto`], which this crate re-exports as
 //! [`proto`].
 
+pub mod agent;
 pub mod blocking;
 pub mod client;
 pub mod commands;
