@@ -1,0 +1,242 @@
+//! QEMU's own schema as the source of the simulated commands' descriptions.
+//!
+//! Each profile carries the `query-qmp-schema` reply of the real QEMU it imitates. Instead of
+//! describing the simulated commands by hand (and drifting from QEMU), the simulator takes
+//! every command's and event's description from that reply: [`Reached`] walks the graph from
+//! the chosen commands and events and turns each entity it reaches back into the server
+//! library's definitions ([`CommandDef`], [`EventDef`], [`TypeDef`]). Arguments are then
+//! validated exactly as QEMU's generated visitors do, and `query-qmp-schema` describes each
+//! simulated command with QEMU's own structure.
+//!
+//! The server library numbers the masked type names itself, in its own order of first use,
+//! so a type QEMU calls `"262"` may be `"17"` here; the structure behind each name is QEMU's.
+
+use std::collections::{HashMap, HashSet};
+
+use qmpkit::server::{AlternateDef, Args, CommandDef, EnumDef, EventDef, MemberDef, ObjectDef, TypeDef, TypeRef};
+use serde_json::Value;
+
+use crate::SimError;
+
+/// QEMU's schema, indexed by entity name.
+#[derive(Debug)]
+pub(crate) struct QemuSchema {
+    entities: HashMap<String, Value>,
+    /// The name of QEMU's empty object type (`q_empty`), which stands for "no arguments" and
+    /// "returns `{}`".
+    empty: Option<String>,
+}
+
+impl QemuSchema {
+    /// Parses a raw `query-qmp-schema` reply (`{"return": [...]}`) or its bare array.
+    pub(crate) fn parse(json: &str) -> Result<Self, SimError> {
+        let value: Value = serde_json::from_str(json).map_err(|e| SimError::Schema(e.to_string()))?;
+        let array = match value {
+            Value::Object(mut reply) => reply.remove("return").unwrap_or(Value::Null),
+            other => other,
+        };
+        let Value::Array(list) = array else {
+            return Err(SimError::Schema("the schema is not an array of entities".into()));
+        };
+        let mut entities = HashMap::new();
+        for entity in list {
+            let Some(name) = entity.get("name").and_then(Value::as_str) else {
+                return Err(SimError::Schema("an entity has no name".into()));
+            };
+            entities.insert(name.to_owned(), entity);
+        }
+        let empty =
+            entities.get("stop").and_then(|stop| stop.get("arg-type")).and_then(Value::as_str).map(str::to_owned);
+        Ok(QemuSchema { entities, empty })
+    }
+
+    /// The entity called `name`.
+    pub(crate) fn entity(&self, name: &str) -> Option<&Value> {
+        self.entities.get(name)
+    }
+
+    /// The names of an object type's members, or of the return type's members of a command
+    /// (an array's element type for commands returning lists).
+    pub(crate) fn return_members(&self, command: &str) -> Vec<String> {
+        let Some(ret) = self.entity(command).and_then(|c| c.get("ret-type")).and_then(Value::as_str) else {
+            return Vec::new();
+        };
+        let element = ret.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or(ret);
+        self.members(element)
+    }
+
+    /// The member names of an event's data.
+    pub(crate) fn event_members(&self, event: &str) -> Vec<String> {
+        match self.entity(event).and_then(|e| e.get("arg-type")).and_then(Value::as_str) {
+            Some(arg) => self.members(arg),
+            None => Vec::new(),
+        }
+    }
+
+    fn members(&self, ty: &str) -> Vec<String> {
+        self.entity(ty)
+            .and_then(|t| t.get("members"))
+            .and_then(Value::as_array)
+            .map(|members| members.iter().filter_map(|m| m.get("name")?.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The definitions reached from a set of commands and events, ready for a registry.
+#[derive(Debug, Default)]
+pub(crate) struct Reached {
+    /// Every object, enum and alternate type used, under QEMU's masked name.
+    pub(crate) types: Vec<TypeDef>,
+    /// The commands, by name.
+    pub(crate) commands: HashMap<String, CommandDef>,
+    /// The events, in the order asked for.
+    pub(crate) events: Vec<EventDef>,
+}
+
+impl Reached {
+    /// Converts the named commands and events (those the schema has; others are skipped)
+    /// and every type they reach.
+    pub(crate) fn collect(schema: &QemuSchema, commands: &[&str], events: &[&str]) -> Result<Self, SimError> {
+        let mut walk = Walk { schema, seen: HashSet::new(), queue: Vec::new() };
+        let mut reached = Reached::default();
+        for &name in commands {
+            let Some(entity) = schema.entity(name) else { continue };
+            let mut def = CommandDef::new(name);
+            def.args = walk.args(entity.get("arg-type"))?;
+            let ret = str_of(entity, "ret-type")?;
+            if Some(ret) != schema.empty.as_deref() {
+                def.ret = Some(walk.type_ref(ret));
+            }
+            def.allow_oob = entity.get("allow-oob").and_then(Value::as_bool).unwrap_or(false);
+            def.features = features(entity);
+            reached.commands.insert(name.to_owned(), def);
+        }
+        for &name in events {
+            let Some(entity) = schema.entity(name) else { continue };
+            let mut def = EventDef::new(name);
+            def.data = walk.args(entity.get("arg-type"))?;
+            def.features = features(entity);
+            reached.events.push(def);
+        }
+        while let Some(name) = walk.queue.pop() {
+            let def = walk.type_def(&name)?;
+            reached.types.push(def);
+        }
+        Ok(reached)
+    }
+}
+
+struct Walk<'a> {
+    schema: &'a QemuSchema,
+    seen: HashSet<String>,
+    queue: Vec<String>,
+}
+
+impl Walk<'_> {
+    fn args(&mut self, arg_type: Option<&Value>) -> Result<Args, SimError> {
+        let name =
+            arg_type.and_then(Value::as_str).ok_or_else(|| SimError::Schema("an entity lacks arg-type".into()))?;
+        if Some(name) == self.schema.empty.as_deref() {
+            return Ok(Args::None);
+        }
+        self.use_named(name);
+        Ok(Args::Type(name.to_owned()))
+    }
+
+    fn type_ref(&mut self, name: &str) -> TypeRef {
+        if let Some(element) = name.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            return TypeRef::array(self.type_ref(element));
+        }
+        match self.schema.entity(name).and_then(|e| e.get("meta-type")).and_then(Value::as_str) {
+            Some("builtin") | None => TypeRef::from(name),
+            Some(_) => {
+                self.use_named(name);
+                TypeRef::named(name)
+            }
+        }
+    }
+
+    fn use_named(&mut self, name: &str) {
+        if self.seen.insert(name.to_owned()) {
+            self.queue.push(name.to_owned());
+        }
+    }
+
+    fn type_def(&mut self, name: &str) -> Result<TypeDef, SimError> {
+        let entity = self.schema.entity(name).ok_or_else(|| SimError::Schema(format!("type '{name}' is missing")))?;
+        let strings = |key: &str| -> Vec<String> {
+            entity
+                .get(key)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default()
+        };
+        match str_of(entity, "meta-type")? {
+            "enum" => {
+                let mut def = EnumDef::new(name, strings("values"));
+                if let Some(members) = entity.get("members").and_then(Value::as_array) {
+                    for member in members {
+                        let value = member.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                        for feature in features(member) {
+                            def = def.value_feature(&value, feature);
+                        }
+                    }
+                }
+                Ok(def.into())
+            }
+            "alternate" => {
+                let members = entity.get("members").and_then(Value::as_array).cloned().unwrap_or_default();
+                let mut branches = Vec::new();
+                for member in &members {
+                    branches.push(self.type_ref(str_of(member, "type")?));
+                }
+                Ok(AlternateDef::new(name, branches).into())
+            }
+            "object" => {
+                let mut def = ObjectDef::new(name);
+                for member in entity.get("members").and_then(Value::as_array).into_iter().flatten() {
+                    let ty = self.type_ref(str_of(member, "type")?);
+                    let member_name = str_of(member, "name")?;
+                    let mut m = if member.get("default").is_some() {
+                        MemberDef::optional(member_name, ty)
+                    } else {
+                        MemberDef::new(member_name, ty)
+                    };
+                    for feature in features(member) {
+                        m = m.feature(feature);
+                    }
+                    def = def.member(m);
+                }
+                if let Some(tag) = entity.get("tag").and_then(Value::as_str) {
+                    let mut variants = Vec::new();
+                    for variant in entity.get("variants").and_then(Value::as_array).into_iter().flatten() {
+                        let ty = str_of(variant, "type")?;
+                        // Cases without members use the empty type, which the builder adds itself.
+                        if Some(ty) != self.schema.empty.as_deref() {
+                            self.use_named(ty);
+                            variants.push((str_of(variant, "case")?.to_owned(), ty.to_owned()));
+                        }
+                    }
+                    def = def.union(tag, variants);
+                }
+                for feature in features(entity) {
+                    def = def.feature(feature);
+                }
+                Ok(def.into())
+            }
+            other => Err(SimError::Schema(format!("type '{name}' has meta-type '{other}'"))),
+        }
+    }
+}
+
+fn str_of<'v>(entity: &'v Value, key: &str) -> Result<&'v str, SimError> {
+    entity.get(key).and_then(Value::as_str).ok_or_else(|| SimError::Schema(format!("an entity lacks '{key}'")))
+}
+
+fn features(entity: &Value) -> Vec<String> {
+    entity
+        .get("features")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
