@@ -16,7 +16,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let sim = Sim::builder().version("7.2").paused(true).name("vm1").start().await?;
 //! let qmp = qmpkit::Client::connect(&sim.endpoint().to_string()).await?;
-//! assert_eq!(qmp.query_status().await?.status, "prelaunch");
+//! assert_eq!(qmp.query_status().await?.status, RunState::Prelaunch);
 //! qmp.cont().await?;
 //! assert_eq!(sim.machine().run_state(), RunState::Running);
 //! // Script the guest from Rust: it panics, and the client sees the events.

@@ -240,3 +240,105 @@ fn features(entity: &Value) -> Vec<String> {
         .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use serde_json::Value;
+
+    use crate::{COMMANDS, EVENTS, PROFILES, Sim};
+
+    type Entities = HashMap<String, Value>;
+
+    fn index(list: &Value) -> Entities {
+        list.as_array().unwrap().iter().map(|e| (e["name"].as_str().unwrap().to_owned(), e.clone())).collect()
+    }
+
+    /// Checks that our entity `ours` has QEMU's structure `theirs`, mapping masked names
+    /// one to one as it goes.
+    fn same(
+        o: &Entities,
+        q: &Entities,
+        ours: &str,
+        theirs: &str,
+        map: &mut HashMap<String, String>,
+    ) -> Result<(), String> {
+        let arrays = (
+            ours.strip_prefix('[').and_then(|s| s.strip_suffix(']')),
+            theirs.strip_prefix('[').and_then(|s| s.strip_suffix(']')),
+        );
+        match arrays {
+            (Some(a), Some(b)) => return same(o, q, a, b, map),
+            (None, None) => {}
+            _ => return Err(format!("{ours} vs {theirs}: one is an array")),
+        }
+        if let Some(mapped) = map.get(ours) {
+            return if mapped == theirs { Ok(()) } else { Err(format!("{ours} maps to {mapped} and {theirs}")) };
+        }
+        map.insert(ours.to_owned(), theirs.to_owned());
+        let (a, b) = (&o[ours], &q[theirs]);
+        let field = |v: &Value, k: &str| v.get(k).cloned().unwrap_or(Value::Null);
+        for key in ["meta-type", "values", "json-type", "allow-oob", "features", "tag"] {
+            if field(a, key) != field(b, key) {
+                return Err(format!("{ours} vs {theirs}: '{key}' differs: {} vs {}", field(a, key), field(b, key)));
+            }
+        }
+        for key in ["arg-type", "ret-type", "element-type"] {
+            if let (Some(x), Some(y)) = (a[key].as_str(), b[key].as_str()) {
+                same(o, q, x, y, map)?;
+            }
+        }
+        let members = |v: &Value| v.get("members").and_then(Value::as_array).cloned().unwrap_or_default();
+        let (ma, mb) = (members(a), members(b));
+        if ma.len() != mb.len() {
+            return Err(format!("{ours} vs {theirs}: {} members vs {}", ma.len(), mb.len()));
+        }
+        for (x, y) in ma.iter().zip(&mb) {
+            for key in ["name", "default", "features"] {
+                if field(x, key) != field(y, key) || x.get(key).is_some() != y.get(key).is_some() {
+                    return Err(format!("{ours} vs {theirs}: member {x} vs {y}"));
+                }
+            }
+            if let (Some(tx), Some(ty)) = (x["type"].as_str(), y["type"].as_str()) {
+                same(o, q, tx, ty, map)?;
+            }
+        }
+        let variants = |v: &Value| -> HashMap<String, String> {
+            v.get("variants")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|v| (v["case"].as_str().unwrap().to_owned(), v["type"].as_str().unwrap().to_owned()))
+                .collect()
+        };
+        let (va, vb) = (variants(a), variants(b));
+        if va.len() != vb.len() {
+            return Err(format!("{ours} vs {theirs}: {} variants vs {}", va.len(), vb.len()));
+        }
+        for (case, ty) in &vb {
+            let mine = va.get(case).ok_or_else(|| format!("{ours}: no variant {case}"))?;
+            same(o, q, mine, ty, map)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn every_simulated_entity_has_qemus_structure() {
+        for profile in PROFILES {
+            let sim = Sim::builder().profile(profile).build().unwrap();
+            let ours = index(&sim.server().registry().introspect().unwrap());
+            let qemu = index(&serde_json::from_str::<Value>(profile.qemu_schema()).unwrap()["return"]);
+            let mut map = HashMap::new();
+            let mut checked = 0;
+            for &name in COMMANDS.iter().chain(EVENTS) {
+                assert!(qemu.contains_key(name), "{profile}: QEMU has no {name}");
+                same(&ours, &qemu, name, name, &mut map).unwrap_or_else(|e| panic!("{profile}: {name}: {e}"));
+                checked += 1;
+            }
+            assert_eq!(checked, COMMANDS.len() + EVENTS.len());
+            // Every type the simulated entities use was compared, not just the entities.
+            assert!(map.len() > 50, "{profile}: only {} types compared", map.len());
+        }
+    }
+}
