@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod sim;
 
 /// The QEMU Monitor Protocol from the command line.
 #[derive(Debug, Parser)]
@@ -20,6 +21,8 @@ enum Command {
     /// Measure qmpkit against real QEMU and the Python reference client.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Serve simulated QEMU monitors (QEMU 7.2 or 10.0) for testing QMP clients.
+    Sim(sim::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,5 +33,6 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(command) => bench::run(command),
+        Command::Sim(args) => sim::run(args),
     }
 }
