@@ -87,6 +87,11 @@ fn plan(args: &Args) -> anyhow::Result<Vec<Plan>> {
 }
 
 async fn serve(args: &Args, plans: Vec<Plan>) -> anyhow::Result<()> {
+    // Handle the signals before printing any address: a script that reads the address and
+    // then signals must find the handlers in place.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
     let mut running: Vec<RunningSim> = Vec::new();
     for plan in plans {
         let mut builder = Sim::builder()
@@ -114,14 +119,13 @@ async fn serve(args: &Args, plans: Vec<Plan>) -> anyhow::Result<()> {
     for sim in running {
         waits.spawn(sim.wait());
     }
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             finished = waits.join_next() => match finished {
                 Some(result) => result??,
                 None => return Ok(()),
             },
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
         }
     }
