@@ -38,6 +38,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use qmpkit::server::{Registry, RegistryError, Server};
 use qmpkit::transport::{Endpoint, Listener};
@@ -169,8 +170,8 @@ impl SimBuilder {
         let machine = Machine::new(config, schema);
         let mut registry = Registry::new();
         commands::register(&mut registry, machine.schema(), &machine, &self.package, self.faults)?;
-        let server = server_builder.registry(registry).build()?;
-        machine.attach(server.events());
+        let server = Arc::new(server_builder.registry(registry).build()?);
+        machine.attach(&server);
         Ok(Sim { server, machine, endpoints: self.endpoints })
     }
 
@@ -187,7 +188,7 @@ impl SimBuilder {
 /// A simulated QEMU: its server and its machine.
 #[derive(Clone, Debug)]
 pub struct Sim {
-    server: Server,
+    server: Arc<Server>,
     machine: Machine,
     endpoints: Vec<Endpoint>,
 }
@@ -225,7 +226,7 @@ impl Sim {
     #[must_use]
     pub fn connect_pair(&self) -> DuplexStream {
         let (client, io) = tokio::io::duplex(64 << 10);
-        let server = self.server.clone();
+        let server = Server::clone(&self.server);
         let mut exit = self.machine.exit_signal();
         tokio::spawn(async move {
             let serve = server.serve_connection(io);

@@ -8,10 +8,10 @@
 //! later (acknowledge an unplug, adjust the balloon, a job's progress) runs in tasks of its
 //! own on the tokio runtime.
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
-use qmpkit::server::{ErrorClass, EventSender, QmpError};
+use qmpkit::server::{ErrorClass, EventSender, QmpError, Server};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -173,6 +173,10 @@ struct Inner {
     events: OnceLock<EventSender>,
     /// Set when QEMU would exit (`quit`, a guest shutdown without `-no-shutdown`).
     exit: watch::Sender<bool>,
+    /// The server, to stop it the moment the machine exits, before the exiting command
+    /// returns: QEMU answers nothing after `quit`. Weak, because the server owns the
+    /// handlers that own the machine; the [`crate::Sim`] holds it.
+    server: OnceLock<Weak<Server>>,
     /// How often a running job moves on, and how far it moves without a speed limit.
     job_tick: Duration,
 }
@@ -209,6 +213,7 @@ impl Machine {
                 schema,
                 state: Mutex::new(state),
                 events: OnceLock::new(),
+                server: OnceLock::new(),
                 exit,
                 job_tick: Duration::from_millis(100),
             }),
@@ -220,9 +225,19 @@ impl Machine {
         self.inner.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Connects the machine to the server's clients; events before this go nowhere.
-    pub(crate) fn attach(&self, events: EventSender) {
-        let _ = self.inner.events.set(events);
+    /// Connects the machine to its server; events before this go nowhere.
+    pub(crate) fn attach(&self, server: &Arc<Server>) {
+        let _ = self.inner.events.set(server.events());
+        let _ = self.inner.server.set(Arc::downgrade(server));
+    }
+
+    /// QEMU exits: the server stops taking commands now (the running one still gets its
+    /// reply), and whoever serves the machine sees the exit signal.
+    fn exit(&self) {
+        if let Some(server) = self.inner.server.get().and_then(Weak::upgrade) {
+            server.shutdown();
+        }
+        self.inner.exit.send_replace(true);
     }
 
     fn emit(&self, name: &str, data: Option<Value>) {
@@ -350,7 +365,7 @@ impl Machine {
     pub fn quit(&self) {
         let _state = self.state();
         self.emit("SHUTDOWN", Some(json!({"guest": false, "reason": "host-qmp-quit"})));
-        self.inner.exit.send_replace(true);
+        self.exit();
     }
 
     /// A shutdown request, as QEMU's main loop handles it: `SHUTDOWN`, then either exit or,
@@ -360,7 +375,7 @@ impl Machine {
         if self.inner.config.no_shutdown {
             self.vm_stop(state, RunState::Shutdown);
         } else {
-            self.inner.exit.send_replace(true);
+            self.exit();
         }
     }
 
@@ -413,7 +428,7 @@ impl Machine {
             // QEMU presses the power button for `shutdown` and exits at once for `poweroff`.
             "shutdown" => self.system_powerdown(),
             "poweroff" => {
-                self.inner.exit.send_replace(true);
+                self.exit();
             }
             "pause" => {
                 let mut state = self.state();
