@@ -32,6 +32,9 @@ pub(crate) struct Args {
     /// Keep a machine whose guest shut down or panicked, stopped, as QEMU's `-no-shutdown`.
     #[arg(long)]
     no_shutdown: bool,
+    /// Give the machines a guest that powers off on `system_powerdown`, as a guest OS does.
+    #[arg(long)]
+    acpi_guest: bool,
     /// Print the addresses as JSON, one object per line.
     #[arg(long)]
     json: bool,
@@ -98,7 +101,8 @@ async fn serve(args: &Args, plans: Vec<Plan>) -> anyhow::Result<()> {
             .version(&args.qemu_version)
             .paused(args.paused)
             .faults(args.faults)
-            .no_shutdown(args.no_shutdown);
+            .no_shutdown(args.no_shutdown)
+            .acpi_guest(args.acpi_guest);
         if let Some(name) = &plan.name {
             builder = builder.name(name);
         }

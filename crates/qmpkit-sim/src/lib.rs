@@ -88,6 +88,7 @@ pub struct SimBuilder {
     package: String,
     faults: bool,
     no_shutdown: bool,
+    acpi_guest: bool,
     endpoints: Vec<Endpoint>,
 }
 
@@ -142,6 +143,14 @@ impl SimBuilder {
         self
     }
 
+    /// Gives the machine a guest that powers off when the ACPI power button is pressed
+    /// (`system_powerdown`), as a guest OS does; by default nothing reacts, as in QEMU
+    /// without a guest OS.
+    pub fn acpi_guest(mut self, acpi_guest: bool) -> Self {
+        self.acpi_guest = acpi_guest;
+        self
+    }
+
     /// Listens on `endpoint` when started (a unix socket in a private temporary directory
     /// when no endpoint is given).
     pub fn listen(mut self, endpoint: Endpoint) -> Self {
@@ -165,6 +174,7 @@ impl SimBuilder {
             name: self.name,
             uuid: self.uuid.unwrap_or_else(|| "00000000-0000-0000-0000-000000000000".into()),
             no_shutdown: self.no_shutdown,
+            acpi_guest: self.acpi_guest,
             ram: 128 << 20,
         };
         let machine = Machine::new(config, schema);
@@ -204,6 +214,7 @@ impl Sim {
             package: "qmpkit-sim".into(),
             faults: false,
             no_shutdown: false,
+            acpi_guest: false,
             endpoints: Vec::new(),
         }
     }

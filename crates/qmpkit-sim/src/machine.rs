@@ -145,6 +145,7 @@ pub(crate) struct MachineConfig {
     pub(crate) name: Option<String>,
     pub(crate) uuid: String,
     pub(crate) no_shutdown: bool,
+    pub(crate) acpi_guest: bool,
     pub(crate) ram: u64,
 }
 
@@ -339,12 +340,22 @@ impl Machine {
         self.reset(false, "host-qmp-system-reset");
     }
 
-    /// `system_powerdown`: presses the ACPI power button. The simulated guest has no
-    /// operating system that reacts (as QEMU without a guest OS); script a guest shutdown
-    /// with [`Machine::guest_shutdown`].
+    /// `system_powerdown`: presses the ACPI power button. By default nothing in the guest
+    /// reacts (as QEMU without a guest OS); with an ACPI guest
+    /// ([`crate::SimBuilder::acpi_guest`]) a running guest shuts down shortly after.
     pub fn system_powerdown(&self) {
-        let _state = self.state();
+        let state = self.state();
         self.emit("POWERDOWN", None);
+        if self.inner.config.acpi_guest && state.run == RunState::Running {
+            let machine = self.clone();
+            tokio::spawn(async move {
+                // The guest's ACPI daemon takes a moment to power off.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                if machine.run_state() == RunState::Running {
+                    machine.guest_shutdown();
+                }
+            });
+        }
     }
 
     /// `system_wakeup`.

@@ -372,3 +372,62 @@ async fn fault_commands_exist_only_with_faults() {
     assert_eq!(next(&mut events).await.0, "STOP");
     assert_eq!(qmp.query_status().await.unwrap().status, RunState::GuestPanicked);
 }
+
+/// Every typed call of the client, over a unix socket (so that fds travel), against a
+/// simulator started with the library's `start`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_typed_call_over_a_unix_socket() {
+    use std::io::Read;
+
+    let sim = Sim::builder().version("7.2").paused(true).name("typed").acpi_guest(true).start().await.unwrap();
+    let path = sim.socket_paths()[0].clone();
+    assert!(path.exists());
+    let qmp = Client::connect(path.to_str().unwrap()).await.unwrap();
+    let status = qmp.query_status().await.unwrap();
+    assert_eq!((status.status, status.running, status.singlestep), (RunState::Prelaunch, false, Some(false)));
+    qmp.system_reset().await.unwrap();
+    qmp.cont().await.unwrap();
+    qmp.stop().await.unwrap();
+    assert_eq!(sim.machine().run_state(), RunState::Paused);
+    qmp.cont().await.unwrap();
+    let err = qmp.system_wakeup().await.unwrap_err();
+    assert_eq!(err.qmp_error().unwrap().desc, "Unable to wake up: guest is not in suspended state");
+    sim.machine().guest_suspend();
+    qmp.system_wakeup().await.unwrap();
+    assert_eq!(qmp.human_monitor_command("info name").await.unwrap(), "typed\r\n");
+
+    // fds: getfd/closefd per connection, add-fd/remove-fd/query-fdsets shared.
+    let (mut read, write) = std::io::pipe().unwrap();
+    qmp.getfd("log", write.into()).await.unwrap();
+    qmp.closefd("log").await.unwrap();
+    let mut rest = Vec::new();
+    read.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "closefd closed the simulator's copy: EOF");
+    let err = qmp.closefd("log").await.unwrap_err();
+    assert_eq!(err.qmp_error().unwrap().desc, "File descriptor named 'log' not found");
+    let (_read, write) = std::io::pipe().unwrap();
+    let added = qmp.add_fd(write.into(), Some(3), Some("opaque")).await.unwrap();
+    assert_eq!(added.fdset_id, 3);
+    let sets = qmp.query_fdsets().await.unwrap();
+    assert_eq!((sets.len(), sets[0].fdset_id, sets[0].fds.len()), (1, 3, 1));
+    qmp.remove_fd(3, None).await.unwrap();
+    assert!(qmp.query_fdsets().await.unwrap().is_empty());
+
+    // An ACPI guest powers off on the power button, and the simulator ends.
+    let shutdown = qmp.system_powerdown_and_wait(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(shutdown.data, Some(json!({"guest": true, "reason": "guest-shutdown"})));
+    qmp.closed().await;
+    sim.wait().await.unwrap();
+    assert!(!path.exists(), "the socket is removed when the machine exits");
+}
+
+#[tokio::test(start_paused = true)]
+async fn typed_quit_and_powerdown_without_a_guest_os() {
+    let (sim, qmp) = client(Sim::builder()).await;
+    qmp.system_powerdown().await.unwrap();
+    let err = qmp.system_powerdown_and_wait(Duration::from_secs(5)).await.unwrap_err();
+    assert!(matches!(err, qmpkit::Error::Timeout { .. }), "no guest OS reacts: {err}");
+    qmp.quit().await.unwrap();
+    qmp.closed().await;
+    assert!(sim.machine().has_exited());
+}
