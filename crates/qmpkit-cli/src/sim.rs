@@ -1,7 +1,6 @@
 //! `qmp sim`: serve simulated QEMU monitors (`qmpkit-sim`) until `quit` or a signal.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use qmpkit::transport::Endpoint;
@@ -96,6 +95,7 @@ async fn serve(args: &Args, plans: Vec<Plan>) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut running: Vec<RunningSim> = Vec::new();
+    let mut interrupted = false;
     for plan in plans {
         let mut builder = Sim::builder()
             .version(&args.qemu_version)
@@ -112,7 +112,12 @@ async fn serve(args: &Args, plans: Vec<Plan>) -> anyhow::Result<()> {
         for endpoint in plan.endpoints {
             builder = builder.listen(endpoint);
         }
-        let sim = builder.start().await?;
+        // Starting thousands of machines takes a while; a signal meanwhile stops it.
+        let sim = tokio::select! {
+            sim = builder.start() => sim?,
+            _ = interrupt.recv() => { interrupted = true; break }
+            _ = terminate.recv() => { interrupted = true; break }
+        };
         for endpoint in sim.endpoints() {
             print_address(args, plan.name.as_deref(), endpoint, sim.machine().profile());
         }
@@ -123,14 +128,14 @@ async fn serve(args: &Args, plans: Vec<Plan>) -> anyhow::Result<()> {
     for sim in running {
         waits.spawn(sim.wait());
     }
-    loop {
+    while !interrupted {
         tokio::select! {
             finished = waits.join_next() => match finished {
                 Some(result) => result??,
                 None => return Ok(()),
             },
-            _ = interrupt.recv() => break,
-            _ = terminate.recv() => break,
+            _ = interrupt.recv() => interrupted = true,
+            _ = terminate.recv() => interrupted = true,
         }
     }
     // A signal: every machine closes its connections and removes its sockets.
@@ -146,20 +151,20 @@ async fn serve(args: &Args, plans: Vec<Plan>) -> anyhow::Result<()> {
 fn print_address(args: &Args, name: Option<&str>, endpoint: &Endpoint, profile: qmpkit_sim::Profile) {
     use std::io::Write;
     let line = if args.json {
-        let (transport, path): (&str, Option<PathBuf>) = match endpoint {
-            Endpoint::Unix(path) => ("unix", Some(path.clone())),
-            Endpoint::Tcp { .. } => ("tcp", None),
-        };
-        let mut value =
-            serde_json::json!({"address": endpoint.to_string(), "transport": transport, "qemu": profile.to_string()});
-        if let Some(name) = name {
-            value["name"] = name.into();
-        }
-        if path.is_none() {
-            if let Endpoint::Tcp { host, port } = endpoint {
+        let mut value = serde_json::json!({"address": endpoint.to_string(), "qemu": profile.to_string()});
+        match endpoint {
+            Endpoint::Unix(path) => {
+                value["transport"] = "unix".into();
+                value["path"] = path.display().to_string().into();
+            }
+            Endpoint::Tcp { host, port } => {
+                value["transport"] = "tcp".into();
                 value["host"] = host.as_str().into();
                 value["port"] = (*port).into();
             }
+        }
+        if let Some(name) = name {
+            value["name"] = name.into();
         }
         value.to_string()
     } else {

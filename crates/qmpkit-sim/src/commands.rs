@@ -7,7 +7,7 @@ use qmpkit::server::{CommandDef, CommandResult, EnumDef, ErrorClass, MemberDef, 
 use serde_json::{Map, Value, json};
 
 use crate::machine::{BackupArgs, Machine};
-use crate::schema::{QemuSchema, Reached};
+use crate::schema::Reached;
 
 /// The commands the simulator implements, besides the server library's built-ins
 /// (`qmp_capabilities`, `query-commands`, `query-qmp-schema`, `query-version` and the fd
@@ -76,20 +76,17 @@ pub const DOWNSTREAM_PREFIX: &str = "__org.qmpkit_";
 /// happenings.
 pub(crate) fn register(
     registry: &mut Registry,
-    schema: &QemuSchema,
+    reached: &Reached,
     machine: &Machine,
     package: &str,
     faults: bool,
 ) -> Result<(), RegistryError> {
     registry.fd_commands()?;
-    let reached = Reached::collect(schema, COMMANDS, EVENTS).map_err(|e| {
-        RegistryError::Schema(qmpkit::server::BuildError::Invalid { user: "profile".into(), problem: e.to_string() })
-    })?;
-    for def in reached.types {
-        registry.type_(def)?;
+    for def in &reached.types {
+        registry.type_(def.clone())?;
     }
-    for def in reached.events {
-        registry.event(def)?;
+    for def in &reached.events {
+        registry.event(def.clone())?;
     }
     for &name in COMMANDS {
         let Some(def) = reached.commands.get(name) else { continue };

@@ -165,7 +165,7 @@ impl SimBuilder {
     /// only for a damaged profile.
     pub fn build(self) -> Result<Sim, SimError> {
         let profile = self.profile?;
-        let schema = schema::QemuSchema::parse(profile.qemu_schema())?;
+        let prepared = schema::prepared(&profile)?;
         let server_builder =
             Server::builder().version(profile.major, profile.minor, profile.micro).package(&self.package);
         let config = machine::MachineConfig {
@@ -177,9 +177,9 @@ impl SimBuilder {
             acpi_guest: self.acpi_guest,
             ram: 128 << 20,
         };
-        let machine = Machine::new(config, schema);
+        let machine = Machine::new(config, prepared.clone());
         let mut registry = Registry::new();
-        commands::register(&mut registry, machine.schema(), &machine, &self.package, self.faults)?;
+        commands::register(&mut registry, &prepared.reached, &machine, &self.package, self.faults)?;
         let server = Arc::new(server_builder.registry(registry).build()?);
         machine.attach(&server);
         Ok(Sim { server, machine, endpoints: self.endpoints })

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::profile::Profile;
-use crate::schema::QemuSchema;
+use crate::schema::{Prepared, QemuSchema};
 
 pub use qmpkit::types::RunState;
 
@@ -167,7 +167,7 @@ pub struct Machine {
 
 struct Inner {
     config: MachineConfig,
-    schema: QemuSchema,
+    prepared: Arc<Prepared>,
     state: Mutex<State>,
     /// The server's event sender, handed over once the server exists (the server is built
     /// from the registry, whose handlers hold the machine).
@@ -192,7 +192,7 @@ impl std::fmt::Debug for Machine {
 const JOB_CHUNK: u64 = 64 << 20;
 
 impl Machine {
-    pub(crate) fn new(config: MachineConfig, schema: QemuSchema) -> Self {
+    pub(crate) fn new(config: MachineConfig, prepared: Arc<Prepared>) -> Self {
         let run = if config.paused { RunState::Prelaunch } else { RunState::Running };
         let state = State {
             run,
@@ -211,7 +211,7 @@ impl Machine {
         Machine {
             inner: Arc::new(Inner {
                 config,
-                schema,
+                prepared,
                 state: Mutex::new(state),
                 events: OnceLock::new(),
                 server: OnceLock::new(),
@@ -259,8 +259,8 @@ impl Machine {
         self.inner.config.profile
     }
 
-    pub(crate) fn schema(&self) -> &QemuSchema {
-        &self.inner.schema
+    fn schema(&self) -> &QemuSchema {
+        &self.inner.prepared.schema
     }
 
     /// A receiver that turns `true` when QEMU would have exited.
@@ -281,7 +281,7 @@ impl Machine {
         let run = self.run_state();
         let running = run == RunState::Running;
         let run = run.as_str();
-        if self.inner.schema.return_members("query-status").iter().any(|m| m == "singlestep") {
+        if self.schema().return_members("query-status").iter().any(|m| m == "singlestep") {
             json!({"status": run, "singlestep": false, "running": running})
         } else {
             json!({"status": run, "running": running})
@@ -464,7 +464,7 @@ impl Machine {
         let drive = find_drive(device)?;
         let mut state = self.state();
         let mut data = serde_json::Map::new();
-        if self.inner.schema.event_members("BLOCK_IO_ERROR").iter().any(|m| m == "qom-path") {
+        if self.schema().event_members("BLOCK_IO_ERROR").iter().any(|m| m == "qom-path") {
             data.insert("qom-path".into(), drive.qdev.into());
         }
         data.insert("device".into(), drive.device.into());

@@ -12,11 +12,38 @@
 //! so a type QEMU calls `"262"` may be `"17"` here; the structure behind each name is QEMU's.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use qmpkit::server::{AlternateDef, Args, CommandDef, EnumDef, EventDef, MemberDef, ObjectDef, TypeDef, TypeRef};
 use serde_json::Value;
 
 use crate::SimError;
+use crate::profile::Profile;
+
+/// A profile's schema and the definitions of the simulated entities, made once per process
+/// and shared by every machine of that profile (a process may serve thousands).
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) schema: QemuSchema,
+    pub(crate) reached: Reached,
+}
+
+/// The [`Prepared`] schema of `profile`.
+pub(crate) fn prepared(profile: &Profile) -> Result<Arc<Prepared>, SimError> {
+    /// Per (major, minor) version.
+    type Cache = Vec<((u64, u64), Arc<Prepared>)>;
+    static CACHE: Mutex<Cache> = Mutex::new(Vec::new());
+    let key = (profile.major, profile.minor);
+    let mut cache = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, prepared)) = cache.iter().find(|(k, _)| *k == key) {
+        return Ok(prepared.clone());
+    }
+    let schema = QemuSchema::parse(profile.qemu_schema())?;
+    let reached = Reached::collect(&schema, crate::COMMANDS, crate::EVENTS)?;
+    let prepared = Arc::new(Prepared { schema, reached });
+    cache.push((key, prepared.clone()));
+    Ok(prepared)
+}
 
 /// QEMU's schema, indexed by entity name.
 #[derive(Debug)]
