@@ -12,6 +12,7 @@
 //! machine: none | pc | pc-paused     (default none; see `Machine`)
 //! fresh                              (a machine of its own, for cases that change state)
 //! ignore: /return/0/thread-id        (JSON pointers blanked on both sides)
+//! unordered: /return                 (an array compared as a set: QEMU's order is a hash's)
 //! C: bytes to send, escaped as the transcripts (\r \n \t \\ \xNN); then read one reply
 //! C2: ... read two replies (any events before them are compared too); C0: read none
 //! !connect                           (close the connection and open a new one)
@@ -55,6 +56,7 @@ struct Case {
     fresh: bool,
     raw: bool,
     ignore: Vec<String>,
+    unordered: Vec<String>,
     steps: Vec<Step>,
 }
 
@@ -72,6 +74,7 @@ fn parse(text: &str) -> Vec<Case> {
                 fresh: false,
                 raw: false,
                 ignore: Vec::new(),
+                unordered: Vec::new(),
                 steps: Vec::new(),
             });
             continue;
@@ -90,6 +93,8 @@ fn parse(text: &str) -> Vec<Case> {
             case.raw = true;
         } else if let Some(pointer) = line.strip_prefix("ignore: ") {
             case.ignore.push(pointer.to_owned());
+        } else if let Some(pointer) = line.strip_prefix("unordered: ") {
+            case.unordered.push(pointer.to_owned());
         } else if line == "!connect" {
             case.steps.push(Step::Connect);
         } else if let Some((head, bytes)) = line.split_once(": ") {
@@ -262,6 +267,11 @@ fn normalise(line: &str, package: &str, case: &Case) -> String {
     for pointer in &case.ignore {
         if let Some(member) = value.pointer_mut(pointer) {
             *member = Value::String("<ignored>".into());
+        }
+    }
+    for pointer in &case.unordered {
+        if let Some(Value::Array(items)) = value.pointer_mut(pointer) {
+            items.sort_by_key(Value::to_string);
         }
     }
     value.to_string()
