@@ -156,6 +156,7 @@ struct State {
     balloon_actual: u64,
     jobs: Vec<Job>,
     dump_guest_core: bool,
+    stats_polling_interval: i64,
     next_anon: usize,
 }
 
@@ -188,6 +189,11 @@ impl std::fmt::Debug for Machine {
     }
 }
 
+/// The most devices and jobs a machine holds, so that a client cannot grow the simulator
+/// without bound; beyond them `device_add` and `blockdev-backup` fail.
+const MAX_DEVICES: usize = 1024;
+const MAX_JOBS: usize = 256;
+
 /// How many bytes a job without a speed limit copies per tick.
 const JOB_CHUNK: u64 = 64 << 20;
 
@@ -205,6 +211,7 @@ impl Machine {
             balloon_actual: config.ram,
             jobs: Vec::new(),
             dump_guest_core: true,
+            stats_polling_interval: 0,
             next_anon: 0,
         };
         let (exit, _) = watch::channel(false);
@@ -615,6 +622,9 @@ impl Machine {
         if !DEVICE_MODELS.contains(&driver) {
             return Err(QmpError::generic(format!("'{driver}' is not a valid device model name")));
         }
+        if state.devices.len() >= MAX_DEVICES {
+            return Err(QmpError::generic(format!("The simulator holds at most {MAX_DEVICES} devices")));
+        }
         let id = match id {
             Some(id) => {
                 if state.devices.iter().any(|d| d.id == id) {
@@ -723,7 +733,8 @@ impl Machine {
                 let device = state.devices.iter().find(|d| device_path(&d.id) == path)?;
                 let mut props = vec![typ(&device.driver), ("realized".into(), "bool".into(), json!(true), false)];
                 if device.driver == "virtio-balloon-pci" {
-                    props.push(("guest-stats-polling-interval".into(), "int".into(), json!(0), true));
+                    let interval = json!(state.stats_polling_interval);
+                    props.push(("guest-stats-polling-interval".into(), "int".into(), interval, true));
                 }
                 Some((device.driver.clone(), props))
             }
@@ -779,11 +790,12 @@ impl Machine {
                 state.dump_guest_core = b;
             }
             _ => {
-                if value.as_i64().is_none() {
+                let Some(interval) = value.as_i64() else {
                     return Err(QmpError::generic(format!(
                         "Invalid parameter type for '{property}', expected: integer"
                     )));
-                }
+                };
+                state.stats_polling_interval = interval;
             }
         }
         Ok(())
@@ -831,6 +843,9 @@ impl Machine {
         let mut state = self.state();
         if state.jobs.iter().any(|j| j.id == id) {
             return Err(QmpError::generic(format!("Job ID '{id}' already in use")));
+        }
+        if state.jobs.len() >= MAX_JOBS {
+            return Err(QmpError::generic(format!("The simulator holds at most {MAX_JOBS} jobs")));
         }
         let mut job = Job {
             id,

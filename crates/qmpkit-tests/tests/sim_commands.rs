@@ -431,3 +431,26 @@ async fn typed_quit_and_powerdown_without_a_guest_os() {
     qmp.closed().await;
     assert!(sim.machine().has_exited());
 }
+
+#[tokio::test(start_paused = true)]
+async fn devices_and_jobs_are_bounded() {
+    let (_sim, qmp) = client(Sim::builder()).await;
+    // Three devices exist from the start.
+    for i in 0..1021 {
+        qmp.device_add("e1000", Some(&format!("nic{i}")), Map::new()).await.unwrap();
+    }
+    assert_eq!(
+        error(&qmp, "device_add", json!({"driver": "e1000", "id": "one-too-many"})).await,
+        generic("The simulator holds at most 1024 devices")
+    );
+    for i in 0..256 {
+        let args =
+            json!({"job-id": format!("j{i}"), "device": "drive0", "target": "node1", "sync": "full", "speed": 1});
+        qmp.execute("blockdev-backup", args).await.unwrap();
+    }
+    let args = json!({"job-id": "late", "device": "drive0", "target": "node1", "sync": "full", "speed": 1});
+    assert_eq!(error(&qmp, "blockdev-backup", args).await, generic("The simulator holds at most 256 jobs"));
+    assert_eq!(qmp.query_jobs().await.unwrap().len(), 256);
+    qmp.qom_set("/machine/peripheral/balloon0", "guest-stats-polling-interval", json!(5)).await.unwrap();
+    assert_eq!(qmp.qom_get("/machine/peripheral/balloon0", "guest-stats-polling-interval").await.unwrap(), json!(5));
+}
