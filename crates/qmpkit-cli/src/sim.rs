@@ -138,9 +138,10 @@ async fn serve(args: &Args, plans: Vec<Plan>) -> anyhow::Result<()> {
             _ = terminate.recv() => interrupted = true,
         }
     }
-    // A signal: every machine closes its connections and removes its sockets.
+    // A signal: as QEMU, every machine tells its clients (`SHUTDOWN`, `host-signal`), closes
+    // its connections and removes its sockets.
     for sim in &sims {
-        sim.server().shutdown();
+        sim.machine().host_signal();
     }
     while let Some(result) = waits.join_next().await {
         result??;

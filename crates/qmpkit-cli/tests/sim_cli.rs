@@ -131,8 +131,13 @@ async fn tcp_and_unix_until_sigterm() {
     assert_eq!(over_unix.query_status().await.unwrap().status, qmpkit::types::RunState::Paused);
     assert_eq!(over_unix.query_name().await.unwrap().name.as_deref(), Some("n"));
 
+    let mut events = over_tcp.subscribe(qmpkit::EventFilter::names(["SHUTDOWN"]));
     let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    // As QEMU's: SHUTDOWN with reason host-signal, then the end of the connection.
+    let event = events.next_event().await.expect("SHUTDOWN before the end");
+    assert_eq!(event.data, Some(serde_json::json!({"guest": false, "reason": "host-signal"})));
+    over_unix.closed().await;
     assert!(exits(&mut child).await.success());
     assert!(!socket.exists(), "the socket is removed on SIGTERM");
 }

@@ -386,6 +386,14 @@ impl Machine {
         self.exit();
     }
 
+    /// QEMU got SIGTERM or SIGINT: the `SHUTDOWN` event with reason `host-signal`, then the
+    /// machine exits.
+    pub fn host_signal(&self) {
+        let _state = self.state();
+        self.emit("SHUTDOWN", Some(json!({"guest": false, "reason": "host-signal"})));
+        self.exit();
+    }
+
     /// A shutdown request, as QEMU's main loop handles it: `SHUTDOWN`, then either exit or,
     /// with `-no-shutdown`, a stop in the `shutdown` state.
     fn shutdown_request(&self, state: &mut State, guest: bool, reason: &str) {

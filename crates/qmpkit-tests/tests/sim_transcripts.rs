@@ -21,6 +21,7 @@ const TRANSCRIPTS: &[&str] = &[
     "08b_system_reset_none",
     "09_system_powerdown_quit",
     "10_quit",
+    "10b_sigterm",
     "13_query_kvm",
     "13b_query_kvm_pc_tcg",
     "24_id_types",
@@ -48,12 +49,15 @@ async fn replay_all(version: &str) {
 }
 
 /// Sends each `C:` line and compares each `S:` line with what the simulator writes; a
-/// transcript that ends with QEMU closing the connection must end so here too.
+/// transcript that ends with QEMU closing the connection must end so here too. Where the
+/// transcript's QEMU got SIGTERM, the machine gets [`qmpkit_sim::Machine::host_signal`].
 async fn replay(sim: &Sim, name: &str, script: &str) {
     let (read, mut write) = tokio::io::split(sim.connect_pair());
     let mut read = BufReader::new(read);
     for (n, line) in script.lines().enumerate() {
-        if let Some(bytes) = line.strip_prefix("C: ") {
+        if line.starts_with("# note: sent SIGTERM") {
+            sim.machine().host_signal();
+        } else if let Some(bytes) = line.strip_prefix("C: ") {
             write.write_all(&unescape(bytes)).await.unwrap();
         } else if let Some(expected) = line.strip_prefix("S: ") {
             let expected = String::from_utf8(unescape(expected)).unwrap();
