@@ -434,12 +434,7 @@ impl Machine {
         let mut state = self.state();
         let action = if self.inner.config.no_shutdown { "pause" } else { "poweroff" };
         self.emit("GUEST_PANICKED", Some(json!({"action": action})));
-        if state.run == RunState::Running {
-            state.run = RunState::GuestPanicked;
-            self.emit("STOP", None);
-        } else {
-            state.run = RunState::GuestPanicked;
-        }
+        self.vm_stop(&mut state, RunState::GuestPanicked);
         if !self.inner.config.no_shutdown {
             self.shutdown_request(&mut state, true, "guest-panic");
         }
@@ -879,17 +874,24 @@ impl Machine {
         let id = job.id.clone();
         state.jobs.push(job);
         drop(state);
-        let machine = self.clone();
-        tokio::spawn(async move { machine.run_job(id).await });
+        tokio::spawn(Machine::run_job(Arc::downgrade(&self.inner), id));
         Ok(())
     }
 
-    async fn run_job(&self, id: String) {
-        let mut tick = tokio::time::interval(self.inner.job_tick);
+    /// Moves a job on every tick until it finishes. It holds the machine weakly: a machine
+    /// whose server and handles are gone, or that exited, stops its jobs.
+    async fn run_job(machine: Weak<Inner>, id: String) {
+        let Some(tick) = machine.upgrade().map(|inner| inner.job_tick) else { return };
+        let mut tick = tokio::time::interval(tick);
         tick.tick().await;
         loop {
             tick.tick().await;
-            let mut state = self.state();
+            let Some(inner) = machine.upgrade() else { return };
+            let this = Machine { inner };
+            if this.has_exited() {
+                return;
+            }
+            let mut state = this.state();
             let Some(i) = state.jobs.iter().position(|j| j.id == id) else { return };
             let job = &mut state.jobs[i];
             match job.status {
@@ -901,11 +903,11 @@ impl Machine {
             job.offset = (job.offset + step).min(job.len);
             if job.offset == job.len {
                 let mut job = job.clone();
-                self.set_job_status(&mut job, JobStatus::Waiting);
-                self.set_job_status(&mut job, JobStatus::Pending);
+                this.set_job_status(&mut job, JobStatus::Waiting);
+                this.set_job_status(&mut job, JobStatus::Pending);
                 state.jobs[i] = job;
                 if state.jobs[i].auto_finalize {
-                    self.finalize(&mut state, i);
+                    this.finalize(&mut state, i);
                 }
                 return;
             }
