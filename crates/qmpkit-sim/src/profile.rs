@@ -88,3 +88,22 @@ impl Profile {
         self.schema
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_pick_profiles() {
+        assert_eq!(Profile::for_version("7.2").unwrap(), QEMU_7_2);
+        assert_eq!(Profile::for_version(" 10.0 ").unwrap(), QEMU_10_0);
+        assert_eq!(Profile::default(), QEMU_10_0);
+        let custom = Profile::for_version("7.2.5").unwrap();
+        assert_eq!((custom.major, custom.minor, custom.micro, custom.machine_type), (7, 2, 5, "pc-i440fx-7.2-machine"));
+        assert_eq!(custom.to_string(), "7.2.5");
+        for bad in ["9.0", "7", "7.2.x", "", "10.0.2.1", "seven"] {
+            let err = Profile::for_version(bad).unwrap_err().to_string();
+            assert_eq!(err, format!("no simulator profile for QEMU version '{bad}' (known: 7.2, 10.0)"));
+        }
+    }
+}
