@@ -547,6 +547,12 @@ impl<'a> ObjectType<'a> {
         })
     }
 
+    /// The member at `position` in [`ObjectType::members`], without walking those before it.
+    pub(crate) fn member_at(&self, position: usize) -> Option<Member<'a>> {
+        let (info, &ty) = (self.info.members.get(position)?, self.members.get(position)?);
+        Some(Member { info, ty: self.schema.type_at(ty), owner: self.index })
+    }
+
     /// The member named `name`, if any (variant members not included).
     #[must_use]
     pub fn member(&self, name: &str) -> Option<Member<'a>> {
