@@ -12,6 +12,11 @@
 //! * alternates as `(T | U)`.
 //!
 //! A command renders as `name(arg: T, opt?: U) -> R`; an event as `NAME(member: T)`.
+//!
+//! A peer's schema may be cyclic (an array of itself, a union that is its own variant) or
+//! fan out without end, so every walk here ends: a type that recurs with no object in
+//! between is written `…` (an array of itself is `[…]`), renderings are cut past fixed
+//! limits, and completions visit each type once.
 
 use std::collections::HashSet;
 
