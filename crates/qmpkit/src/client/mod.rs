@@ -77,7 +77,7 @@
 //! );
 //! while let Some(item) = jobs.next().await {
 //!     match item {
-//!         EventItem::Event(event) => println!("{:?}", QmpEvent::from(event)),
+//!         EventItem::Event(event) => println!("{:?}", QmpEvent::from((*event).clone())),
 //!         EventItem::Lagged { missed } => println!("fell behind; {missed} events dropped"),
 //!     }
 //! }
@@ -123,19 +123,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use qmpkit_proto::client::Handshake;
+use qmpkit_proto::client::{EncodedCommand, Handshake};
 use qmpkit_proto::message::{RawResponse, decode_json};
-use qmpkit_proto::{ClientConfig, ClientSession, Command, Event, Greeting, Id, Limits, Response};
+use qmpkit_proto::{ClientConfig, ClientSession, Command, Event, ExecKind, Greeting, Id, Limits, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use self::driver::{Call, Driver, Reader, ToDriver, Writer};
-use self::events::Subscribers;
+pub use self::driver::Stats;
+use self::driver::{Call, Driver, Reader, Shared, ToDriver, Writer};
 pub use self::events::{DEFAULT_EVENT_BUFFER, EventFilter, EventItem, EventStream};
+use self::events::{Early, Subscribers};
 use crate::error::{Disconnect, Error};
 use crate::transport::{Endpoint, Listener, Stream};
 
@@ -154,6 +155,7 @@ pub struct ClientBuilder {
     call_timeout: Option<Duration>,
     event_buffer: usize,
     in_band_ids: bool,
+    early: Vec<Early>,
 }
 
 impl Default for ClientBuilder {
@@ -167,6 +169,7 @@ impl Default for ClientBuilder {
             call_timeout: None,
             event_buffer: DEFAULT_EVENT_BUFFER,
             in_band_ids: true,
+            early: Vec::new(),
         }
     }
 }
@@ -190,7 +193,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Reads the greeting but does not negotiate, as the December 2009 dialect wants.
+    /// Reads the greeting but does not negotiate. Rarely needed: a greeting without a
+    /// version (the December 2009 dialect, which had no negotiation) is recognised and used
+    /// without negotiation anyway.
     pub fn no_negotiation(mut self) -> Self {
         self.handshake = Handshake::GreetingOnly;
         self
@@ -203,7 +208,9 @@ impl ClientBuilder {
     }
 
     /// The deadline for the greeting and negotiation. A QEMU monitor that already has a client
-    /// accepts a second connection and then stays silent; this deadline is what notices.
+    /// accepts a second connection and then stays silent; this deadline is what notices, with
+    /// [`Error::NoGreeting`]. A peer that sends something else than a greeting or an event
+    /// first (an HMP monitor, a serial console) fails the connect at once instead.
     pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.handshake_timeout = timeout;
         self
@@ -229,17 +236,33 @@ impl ClientBuilder {
 
     /// Whether in-band commands carry ids (default: yes). Without, their replies are matched
     /// in order, which QEMU guarantees for in-band commands even with `oob` on; out-of-band
-    /// commands and commands given an id keep theirs.
+    /// commands and commands given an id or file descriptors keep theirs.
     ///
     /// QEMU reads its input one byte per system call, about 3 µs a byte, so the 8 bytes or so of
-    /// an id cost a sequential caller about a sixth of QEMU's throughput. The price: an error
-    /// QEMU sends without an id (because it could not parse its input) would be taken as the
-    /// reply to the oldest pending command; the client's own commands are always well-formed,
-    /// but do not use this with commands near QEMU's input limits. A cancelled call's command is
-    /// still sent, and its reply discarded.
+    /// an id cost a sequential caller about a sixth of QEMU's throughput.
+    ///
+    /// The price: matching by order cannot survive a JSON parse error from QEMU. QEMU sends
+    /// those without an id, one per bad token of input (possibly many for one input), so after
+    /// one nobody can tell which reply belongs to which command. The client's own commands are
+    /// always well-formed, but QEMU's input limits (64 MiB per value, depth 1024) or bytes
+    /// written by someone else on the same stream can cause one. When a parse error arrives
+    /// while commands without ids are in flight, the connection ends at once with
+    /// [`ProtocolError::OrderLost`](crate::ProtocolError::OrderLost) (every pending call fails
+    /// with it) rather than give later replies to the wrong calls. A cancelled call's command
+    /// is still sent, and its reply discarded.
     pub fn in_band_ids(mut self, ids: bool) -> Self {
         self.in_band_ids = ids;
         self
+    }
+
+    /// Subscribes to events before the connection exists, so that events sent before or
+    /// with the greeting and during negotiation are seen too. The stream belongs to the first
+    /// connection this builder (or a clone of it) starts, and ends when that connection ends,
+    /// including when its handshake fails.
+    pub fn subscribe(&mut self, filter: impl Into<EventFilter>) -> EventStream {
+        let (early, stream) = Early::new(filter.into(), self.event_buffer);
+        self.early.push(early);
+        stream
     }
 
     /// Connects to a unix socket path or a TCP `host:port`, then reads the greeting and
@@ -332,15 +355,22 @@ impl ClientBuilder {
         let (ready_tx, ready_rx) = oneshot::channel();
         let (closed_tx, closed_rx) = watch::channel(None);
         let subscribers = Arc::new(Subscribers::default());
-        let driver = Driver::new(ClientSession::new(config), subscribers.clone(), ready_tx, closed_tx);
+        for early in &self.early {
+            subscribers.attach(&early.0);
+        }
+        let shared = Arc::new(Shared::default());
+        let driver = Driver::new(ClientSession::new(config), subscribers.clone(), ready_tx, closed_tx, shared.clone());
         tokio::spawn(driver.run(reader, writer, calls_rx, cancel_rx));
         let ready = match with_deadline(self.handshake_timeout, "negotiation", ready_rx).await {
             Ok(Ok(ready)) => ready?,
             Ok(Err(_)) => return Err(Error::Disconnected(Disconnect::Closed)),
-            Err(timeout) => {
-                // Dropping the handle below closes the call channel, which ends the driver.
-                return Err(timeout);
+            // Dropping the handle below closes the call channel, which ends the driver.
+            Err(Error::Timeout { after, .. })
+                if !shared.greeted.load(std::sync::atomic::Ordering::Acquire) && self.handshake != Handshake::None =>
+            {
+                return Err(Error::NoGreeting { after });
             }
+            Err(timeout) => return Err(timeout),
         };
         Ok(Client {
             inner: Arc::new(Inner {
@@ -351,6 +381,7 @@ impl ClientBuilder {
                 oob: ready.oob,
                 fds,
                 subscribers,
+                shared,
                 event_buffer: self.event_buffer,
                 call_timeout: self.call_timeout,
                 in_band_ids: self.in_band_ids,
@@ -424,6 +455,7 @@ struct Inner {
     oob: bool,
     fds: bool,
     subscribers: Arc<Subscribers>,
+    shared: Arc<Shared>,
     event_buffer: usize,
     call_timeout: Option<Duration>,
     in_band_ids: bool,
@@ -498,6 +530,15 @@ impl Client {
     pub async fn close(&self) {
         let _ = self.inner.calls.send(ToDriver::Close).await;
         self.closed().await;
+    }
+
+    /// What this connection dropped or could not deliver so far: replies nobody waited for,
+    /// QEMU's id-less parse errors, malformed messages, replies without their id, and events
+    /// lost by subscribers that fell behind. Each is also logged with `tracing::warn!`.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        let session = *self.inner.shared.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Stats::new(session, &self.inner.subscribers)
     }
 
     /// Subscribes to events. The subscription sees every event read after this returns, so
@@ -586,20 +627,23 @@ impl Client {
         arguments: impl Serialize,
         options: CallOptions,
     ) -> Result<Box<RawValue>, Error> {
-        let arguments = to_arguments(name, arguments)?;
-        let mut command = Command { kind: qmpkit_proto::ExecKind::Execute, name: name.to_owned(), arguments, id: None };
-        if options.oob {
+        // Encoded here, in the caller's task, so that large arguments never hold up the
+        // connection's driver.
+        let arguments = to_json_arguments(name, arguments)?;
+        let kind = if options.oob {
             if !self.inner.oob {
                 return Err(Error::Misuse(qmpkit_proto::MisuseError::OobNotNegotiated));
             }
-            command = command.out_of_band();
-        }
-        command.id = options.id;
+            ExecKind::ExecOob
+        } else {
+            ExecKind::Execute
+        };
         if !options.fds.is_empty() && !self.inner.fds {
             return Err(Error::FdsNeedUnixSocket);
         }
+        let anonymous = !self.inner.in_band_ids && !options.oob && options.id.is_none() && options.fds.is_empty();
+        let command = EncodedCommand::from_json_arguments(kind, name, arguments.as_deref()).with_id(options.id);
         let timeout = options.timeout.unwrap_or(self.inner.call_timeout);
-        let anonymous = !self.inner.in_band_ids && !options.oob && command.id.is_none() && options.fds.is_empty();
         let response = self.send(command, anonymous, options.fds, timeout).await?;
         response.result.map_err(|error| Error::Qmp { error: Box::new(error), command: name.to_owned() })
     }
@@ -612,7 +656,7 @@ impl Client {
     /// [`Client::execute`].
     pub async fn execute_raw(&self, command: Command) -> Result<Response, Error> {
         let name = command.name.clone();
-        let raw = self.send(command, false, Vec::new(), self.inner.call_timeout).await?;
+        let raw = self.send(EncodedCommand::new(&command), false, Vec::new(), self.inner.call_timeout).await?;
         raw.decode().map_err(|e| Error::Decode { command: name, reason: e.to_string() })
     }
 
@@ -623,7 +667,7 @@ impl Client {
     /// As [`Client::execute_raw`].
     pub async fn execute_raw_without_id(&self, command: Command) -> Result<Response, Error> {
         let name = command.name.clone();
-        let raw = self.send(command, true, Vec::new(), self.inner.call_timeout).await?;
+        let raw = self.send(EncodedCommand::new(&command), true, Vec::new(), self.inner.call_timeout).await?;
         raw.decode().map_err(|e| Error::Decode { command: name, reason: e.to_string() })
     }
 
@@ -656,7 +700,7 @@ impl Client {
 
     async fn send(
         &self,
-        command: Command,
+        command: EncodedCommand,
         anonymous: bool,
         fds: Vec<OwnedFd>,
         timeout: Option<Duration>,
@@ -664,7 +708,7 @@ impl Client {
         if let Some(reason) = self.closed_reason() {
             return Err(Error::Disconnected(reason));
         }
-        let name = command.name.clone();
+        let name = command.name().to_owned();
         let key = self.inner.next_key.fetch_add(1, Ordering::Relaxed);
         let (reply_tx, reply_rx) = oneshot::channel();
         let mut guard = CancelGuard { key, cancels: &self.inner.cancels, armed: true };
@@ -688,10 +732,13 @@ impl Client {
     }
 }
 
-fn to_arguments(name: &str, arguments: impl Serialize) -> Result<Option<Map<String, Value>>, Error> {
-    match serde_json::to_value(arguments) {
-        Ok(Value::Null) => Ok(None),
-        Ok(Value::Object(map)) => Ok(Some(map)),
+/// The arguments as compact JSON text: `None` for `()` (or anything that serializes to
+/// `null`), an object's text, or an error for anything else.
+fn to_json_arguments(name: &str, arguments: impl Serialize) -> Result<Option<String>, Error> {
+    match serde_json::to_string(&arguments) {
+        Ok(text) if text == "null" => Ok(None),
+        // serde_json writes compact JSON: a value that starts with `{` is one object.
+        Ok(text) if text.starts_with('{') => Ok(Some(text)),
         Ok(other) => Err(Error::Arguments { command: name.to_owned(), reason: format!("got {other}") }),
         Err(e) => Err(Error::Arguments { command: name.to_owned(), reason: e.to_string() }),
     }
