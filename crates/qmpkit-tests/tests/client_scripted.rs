@@ -334,6 +334,8 @@ async fn a_slow_subscriber_lags_while_others_and_calls_go_on() {
     }
     assert_eq!(items.len(), 5, "{items:?}");
     assert_eq!(items[4], EventItem::Lagged { missed: 96 });
+    let stats = client.stats();
+    assert_eq!((stats.events, stats.lagged_events), (100, 96), "{stats:?}");
 }
 
 #[tokio::test(start_paused = true)]

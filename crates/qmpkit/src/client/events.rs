@@ -171,29 +171,38 @@ impl Subscriber {
         self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Queues an event; counts it as missed when the queue is full. Returns whether it lagged.
-    fn push(&self, event: &Arc<Event>) -> bool {
+    /// Queues an event; counts it as missed when the queue is full.
+    fn push(&self, event: &Arc<Event>) -> Pushed {
         let mut queue = self.lock();
-        let lagged = if queue.items.len() < self.capacity {
+        let pushed = if queue.items.len() < self.capacity {
             queue.items.push_back(EventItem::Event(event.clone()));
-            false
+            Pushed::Queued
         } else if let Some(EventItem::Lagged { missed }) = queue.items.back_mut() {
             *missed += 1;
-            true
+            Pushed::StillLagging
         } else {
             // One marker beyond the capacity says where events went missing.
             queue.items.push_back(EventItem::Lagged { missed: 1 });
-            true
+            Pushed::StartedLagging
         };
         drop(queue);
         self.notify.notify_one();
-        lagged
+        pushed
     }
 
     fn end(&self, reason: Disconnect) {
         self.lock().ended.get_or_insert(reason);
         self.notify.notify_one();
     }
+}
+
+/// What happened to an event offered to a subscriber.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pushed {
+    Queued,
+    /// The queue was full: the first event lost since the subscriber last caught up.
+    StartedLagging,
+    StillLagging,
 }
 
 /// The subscriber list and whether the connection ended, under one lock, so that a
@@ -274,8 +283,16 @@ impl Subscribers {
                     }
                 }
             }
-            if subscriber.push(&event) {
-                self.lagged.fetch_add(1, Ordering::Relaxed);
+            match subscriber.push(&event) {
+                Pushed::Queued => {}
+                Pushed::StartedLagging => {
+                    self.lagged.fetch_add(1, Ordering::Relaxed);
+                    // Once per run of losses, not once per lost event.
+                    tracing::warn!(event = %event.name, capacity = subscriber.capacity, "an event subscriber fell behind; dropping its events until it catches up");
+                }
+                Pushed::StillLagging => {
+                    self.lagged.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }

@@ -65,12 +65,13 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Events: filtered by name or predicate, each subscriber with its own bounded queue; and a
+//! Events: filtered by name, predicate or typed variant, each subscriber with its own bounded
+//! queue; subscriptions made on the builder that see the events of the handshake; and a
 //! command with the event it causes.
 //! ```no_run
 //! # async fn demo(qmp: qmpkit::Client) -> Result<(), qmpkit::Error> {
 //! use std::time::Duration;
-//! use qmpkit::{EventFilter, EventItem, QmpEvent};
+//! use qmpkit::{Client, EventFilter, EventItem, QmpEvent};
 //!
 //! let mut jobs = qmp.subscribe(
 //!     EventFilter::names(["JOB_STATUS_CHANGE"]).with_predicate(|e| e.data.as_ref().is_some_and(|d| d["id"] == "backup0")),
@@ -80,6 +81,12 @@
 //!         EventItem::Event(event) => println!("{:?}", QmpEvent::from((*event).clone())),
 //!         EventItem::Lagged { missed } => println!("fell behind; {missed} events dropped"),
 //!     }
+//! }
+//! let mut builder = Client::builder();
+//! let mut run_state = builder.subscribe(EventFilter::typed(|e| matches!(e, QmpEvent::Stop | QmpEvent::Resume)));
+//! let other = builder.connect("/run/qemu/other.sock").await?;
+//! if let Some(QmpEvent::Stop) = run_state.next_typed().await {
+//!     println!("stopped (seen even when it came with the greeting)");
 //! }
 //! qmp.device_del_and_wait("nic0", Duration::from_secs(10)).await?;
 //! # Ok(()) }
@@ -108,8 +115,24 @@
 //!
 //! # Failure
 //! When the server closes the connection, dies or sends something the session cannot recover
-//! from, every pending call fails at once with [`Error::Disconnected`] carrying the reason,
-//! every event stream ends, and later calls fail at once. A call's future may be dropped at
+//! from, every pending call fails at once with [`Error::Disconnected`] carrying the reason
+//! (a server that went away is [`Disconnect::ServerGone`] whether its end read as an end of
+//! stream or a reset), every event stream ends, and later calls fail at once.
+//!
+//! Replies are routed by id. A reply without an id never leaves a call waiting, and QEMU's
+//! own id-less errors never fail an innocent call; the rules:
+//! - QEMU's JSON parse errors ("JSON parse error, ...", its lexer limits) and envelope errors
+//!   ("QMP input ...") without an id answer input QEMU could not read as a command, one per
+//!   bad token: they are dropped and counted, and fail no call.
+//! - Any other reply without an id, while the calls in flight have ids (a peer that drops
+//!   ids): with exactly one call in flight it is that call's reply; with several, the oldest
+//!   in-band call fails with [`ProtocolError::MissingId`](crate::ProtocolError::MissingId),
+//!   which quotes what arrived.
+//! - With [`ClientBuilder::in_band_ids`]`(false)`, id-less replies are matched in order, and a
+//!   parse error while such calls are in flight ends the connection
+//!   ([`ProtocolError::OrderLost`](crate::ProtocolError::OrderLost)).
+//!
+//! Every message dropped is counted in [`Client::stats`] and logged with `tracing::warn!`. A call's future may be dropped at
 //! any time (a timeout, `select!`, Ctrl-C): the command is not written if it was still queued,
 //! and a late reply is discarded. Dropping the future does not un-send a command that was
 //! already written.
@@ -542,7 +565,8 @@ impl Client {
     }
 
     /// Subscribes to events. The subscription sees every event read after this returns, so
-    /// subscribe before sending the command whose events you want.
+    /// subscribe before sending the command whose events you want; for the events sent during
+    /// the handshake, subscribe on the builder ([`ClientBuilder::subscribe`]).
     #[must_use]
     pub fn subscribe(&self, filter: impl Into<EventFilter>) -> EventStream {
         self.subscribe_with_buffer(filter, self.inner.event_buffer)
