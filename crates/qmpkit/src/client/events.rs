@@ -420,6 +420,9 @@ impl futures_core::Stream for EventStream {
 
 impl Drop for EventStream {
     fn drop(&mut self) {
+        // A subscription made on a builder and dropped before any connection took it is
+        // never taken now.
+        self.subscriber.attached.store(true, Ordering::Release);
         let owner = self.subscriber.owner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).upgrade();
         if let Some(owner) = owner {
             owner.remove(&self.subscriber);
@@ -497,6 +500,21 @@ mod tests {
     }
 
     #[test]
+    fn builder_subscriptions_join_one_connection_unless_dropped_first() {
+        let (early, stream) = Early::new(EventFilter::all(), 4);
+        let (first, second) = (Arc::new(Subscribers::default()), Arc::new(Subscribers::default()));
+        first.attach(&early.0);
+        second.attach(&early.0);
+        assert_eq!((first.len(), second.len()), (1, 0));
+        drop(stream);
+        assert_eq!(first.len(), 0);
+        let (dropped, stream) = Early::new(EventFilter::all(), 4);
+        drop(stream);
+        first.attach(&dropped.0);
+        assert_eq!(first.len(), 0);
+    }
+
+    #[test]
     fn filters_may_subscribe_and_may_panic_without_harm() {
         let subs = Arc::new(Subscribers::default());
         let inner = subs.clone();
@@ -519,7 +537,11 @@ mod tests {
             publisher.publish(event("RESUME"));
             done_tx.send(()).unwrap();
         });
-        done_rx.recv_timeout(std::time::Duration::from_secs(30)).expect("publishing deadlocked");
+        if done_rx.recv_timeout(std::time::Duration::from_secs(30)).is_err() {
+            // Dropping these would wait for the lock the stuck thread holds.
+            std::mem::forget((_reentrant, _panicky, plain, made, subs));
+            panic!("publishing deadlocked");
+        }
         assert_eq!(made.lock().unwrap().len(), 2);
         assert_eq!(subs.filter_panics.load(Ordering::Relaxed), 2);
         assert_eq!(plain.try_next(), Some(item("STOP")));
