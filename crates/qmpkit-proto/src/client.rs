@@ -234,6 +234,31 @@ impl EncodedCommand {
         EncodedCommand { kind, name: name.to_owned(), head, id: None }
     }
 
+    /// A command whose arguments are serialized straight into its bytes. `()` (anything that
+    /// serializes to `null`) sends no arguments.
+    ///
+    /// # Errors
+    /// When `arguments` fails to serialize, or serializes to something other than a JSON
+    /// object or `null`.
+    pub fn serialize(kind: ExecKind, name: &str, arguments: &impl serde::Serialize) -> Result<Self, serde_json::Error> {
+        let mut command = EncodedCommand::from_json_arguments(kind, name, None);
+        let bare = command.head.len();
+        command.head.extend_from_slice(b",\"arguments\":");
+        let start = command.head.len();
+        serde_json::to_writer(&mut command.head, arguments)?;
+        match command.head.get(start) {
+            // serde_json writes compact JSON: a value that starts with `{` is one object.
+            Some(b'{') => Ok(command),
+            _ if &command.head[start..] == b"null" => {
+                command.head.truncate(bare);
+                Ok(command)
+            }
+            _ => {
+                Err(serde::ser::Error::custom(format_args!("got {}", String::from_utf8_lossy(&command.head[start..]))))
+            }
+        }
+    }
+
     /// Sets the id the command carries; `None` lets the session assign one.
     #[must_use]
     pub fn with_id(mut self, id: Option<Id>) -> Self {

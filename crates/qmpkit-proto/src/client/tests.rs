@@ -494,6 +494,14 @@ fn encoded_commands_are_the_bytes_of_commands() {
         let mut expected = Vec::new();
         command.encode(&mut expected);
         let (_, bytes) = EncodedCommand::new(&command).finish(command.id.as_ref());
+        assert_eq!(String::from_utf8(bytes).unwrap(), String::from_utf8(expected.clone()).unwrap());
+        let arguments = command.arguments.clone().map(Value::Object).unwrap_or(Value::Null);
+        let serialized = EncodedCommand::serialize(command.kind, &command.name, &arguments).unwrap();
+        let (_, bytes) = serialized.finish(command.id.as_ref());
         assert_eq!(String::from_utf8(bytes).unwrap(), String::from_utf8(expected).unwrap());
+    }
+    for not_an_object in [json!([1]), json!("s"), json!(1)] {
+        let err = EncodedCommand::serialize(ExecKind::Execute, "q", &not_an_object).unwrap_err();
+        assert_eq!(err.to_string(), format!("got {not_an_object}"));
     }
 }

@@ -651,9 +651,6 @@ impl Client {
         arguments: impl Serialize,
         options: CallOptions,
     ) -> Result<Box<RawValue>, Error> {
-        // Encoded here, in the caller's task, so that large arguments never hold up the
-        // connection's driver.
-        let arguments = to_json_arguments(name, arguments)?;
         let kind = if options.oob {
             if !self.inner.oob {
                 return Err(Error::Misuse(qmpkit_proto::MisuseError::OobNotNegotiated));
@@ -666,7 +663,11 @@ impl Client {
             return Err(Error::FdsNeedUnixSocket);
         }
         let anonymous = !self.inner.in_band_ids && !options.oob && options.id.is_none() && options.fds.is_empty();
-        let command = EncodedCommand::from_json_arguments(kind, name, arguments.as_deref()).with_id(options.id);
+        // Serialized straight into the command's bytes, here in the caller's task, so that
+        // large arguments never hold up the connection's driver.
+        let command = EncodedCommand::serialize(kind, name, &arguments)
+            .map_err(|e| Error::Arguments { command: name.to_owned(), reason: e.to_string() })?
+            .with_id(options.id);
         let timeout = options.timeout.unwrap_or(self.inner.call_timeout);
         let response = self.send(command, anonymous, options.fds, timeout).await?;
         response.result.map_err(|error| Error::Qmp { error: Box::new(error), command: name.to_owned() })
@@ -753,18 +754,6 @@ impl Client {
         };
         guard.armed = false;
         result
-    }
-}
-
-/// The arguments as compact JSON text: `None` for `()` (or anything that serializes to
-/// `null`), an object's text, or an error for anything else.
-fn to_json_arguments(name: &str, arguments: impl Serialize) -> Result<Option<String>, Error> {
-    match serde_json::to_string(&arguments) {
-        Ok(text) if text == "null" => Ok(None),
-        // serde_json writes compact JSON: a value that starts with `{` is one object.
-        Ok(text) if text.starts_with('{') => Ok(Some(text)),
-        Ok(other) => Err(Error::Arguments { command: name.to_owned(), reason: format!("got {other}") }),
-        Err(e) => Err(Error::Arguments { command: name.to_owned(), reason: e.to_string() }),
     }
 }
 
