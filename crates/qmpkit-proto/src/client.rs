@@ -317,6 +317,29 @@ pub fn is_envelope_error(error: &QmpError) -> bool {
 const PRELUDE_BYTES: usize = 200;
 
 /// The client side of one QMP connection, without IO.
+///
+/// # Replies without an id
+///
+/// A reply without an id never leaves a call waiting, and QEMU's own id-less errors never
+/// fail an innocent call (QEMU sends one per bad token it could not parse, so a client must
+/// not fail "the next pending request" for them). The rules, in order:
+///
+/// 1. While negotiating, only `qmp_capabilities` is in flight, so anything but a parse or
+///    envelope error answers it (a peer that drops ids still negotiates).
+/// 2. A parse error ([`is_parse_error`]) answers no command: QEMU sends one per bad token
+///    of input it could not parse, so it must not fail whichever call is next. It is
+///    dropped and counted, unless commands sent without ids are in flight: then it may
+///    have taken a place in their reply order, nothing can tell, and the session closes
+///    with [`ProtocolError::OrderLost`] rather than give later replies to the wrong calls.
+/// 3. An envelope error ([`is_envelope_error`]) answers one JSON value, and QEMU would
+///    have echoed an id: with no command without an id in flight it is dropped and
+///    counted like a parse error.
+/// 4. Otherwise, the oldest command sent without an id that was written gets it.
+/// 5. Otherwise the peer dropped the id of a command that had one. When exactly one
+///    command is in flight it is the reply to that one; when several are, the oldest
+///    in-band one (QEMU answers in-band commands in order) fails with
+///    [`ProtocolError::MissingId`], so nothing waits forever. Both count in
+///    [`ClientStats::missing_ids`]; with nothing in flight it is dropped as unknown.
 #[derive(Debug)]
 pub struct ClientSession<T> {
     config: ClientConfig,
@@ -707,24 +730,7 @@ impl<T> ClientSession<T> {
         }
     }
 
-    /// Routes a response that carries no id. The rules, in order:
-    ///
-    /// 1. While negotiating, only `qmp_capabilities` is in flight, so anything but a stream
-    ///    error answers it (a peer that drops ids still negotiates).
-    /// 2. A parse error ([`is_parse_error`]) answers no command: QEMU sends one per bad token
-    ///    of input it could not parse, so it must not fail whichever call is next. It is
-    ///    dropped and counted, unless commands sent without ids are in flight: then it may
-    ///    have taken a place in their reply order, nothing can tell, and the session closes
-    ///    with [`ProtocolError::OrderLost`] rather than give later replies to the wrong calls.
-    /// 3. An envelope error ([`is_envelope_error`]) answers one JSON value, and QEMU would
-    ///    have echoed an id: with no command without an id in flight it is dropped and
-    ///    counted like a parse error.
-    /// 4. Otherwise, the oldest command sent without an id that was written gets it.
-    /// 5. Otherwise the peer dropped the id of a command that had one. When exactly one
-    ///    command is in flight it is the reply to that one; when several are, the oldest
-    ///    in-band one (QEMU answers in-band commands in order) fails with
-    ///    [`ProtocolError::MissingId`], so nothing waits forever. Both count in
-    ///    [`ClientStats::missing_ids`]; with nothing in flight it is dropped as unknown.
+    /// Routes a response that carries no id, by the rules on [`ClientSession`].
     fn route_without_id(&mut self, response: RawResponse) -> Option<ClientEvent<T>> {
         let parse_error = matches!(&response.result, Err(e) if is_parse_error(e));
         let envelope_error = matches!(&response.result, Err(e) if is_envelope_error(e));
