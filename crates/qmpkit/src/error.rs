@@ -48,7 +48,8 @@ pub enum GoneCause {
     /// The stream ended in the middle of a message.
     #[error("end of stream in the middle of a message")]
     EofMidMessage,
-    /// The connection was reset or the pipe broke (`ECONNRESET`, `EPIPE`, `ECONNABORTED`).
+    /// The connection was reset, the pipe broke, or a stream that frames its own end (TLS)
+    /// ended without that frame (`ECONNRESET`, `EPIPE`, `ECONNABORTED`, `UnexpectedEof`).
     #[error("{0}")]
     Reset(Arc<io::Error>),
 }
