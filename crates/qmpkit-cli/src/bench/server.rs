@@ -40,6 +40,11 @@ pub(crate) struct Args {
     /// Rounds; each figure is the median over rounds.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// How the client waits for a reply: `poll` (wait for readability, then read, as an event
+    /// loop does) or `read` (block in `read`, which a unix socket also wakes whenever the
+    /// server consumes the client's request: see the README).
+    #[arg(long, value_enum, default_value_t = Wait::Poll)]
+    client_wait: Wait,
     /// Skip the real QEMU (when it is not installed).
     #[arg(long)]
     no_qemu: bool,
@@ -60,6 +65,16 @@ const REPLY: &[u8] = b"{\"return\": {\"status\": \"running\", \"running\": true}
 
 /// A round trip slower than this counts as a stall in the `stalls` column.
 const STALL: Duration = Duration::from_micros(500);
+
+/// How the client waits for a reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Wait {
+    /// `poll` for readability, then `read`.
+    Poll,
+    /// A blocking `read`.
+    Read,
+}
 
 /// Which server a scenario measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +119,19 @@ struct Sample {
     /// The share of round trips slower than 500 µs.
     stalls: f64,
     server_cpu_us_per_op: f64,
+    /// Context switches of the server's threads per round trip, voluntary (it waited) and
+    /// involuntary (it was preempted, typically by the client it had just woken).
+    server_switches_per_op: Switches,
+    /// Context switches of the client's threads per round trip (for a single connection: the
+    /// threads of the 100-connection scenario are gone before they are counted).
+    client_switches_per_op: Switches,
+}
+
+/// Context switches, from `/proc/.../status`.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+struct Switches {
+    voluntary: f64,
+    involuntary: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -147,6 +175,7 @@ struct Idle {
 struct Report {
     n: usize,
     rounds: usize,
+    client_wait: Wait,
     round_trips: Vec<Row>,
     /// qmpkit sequential over the floor (`floor`) and over the tokio echo server (`tokio_echo`).
     sequential_vs_floor: RatioRow,
@@ -218,7 +247,7 @@ fn measure(args: &Args, dir: &Path) -> anyhow::Result<Report> {
             let i = (k + round) % scenarios.len();
             let (_, target, load) = scenarios[i];
             let server = server(*target).context("the server of a scenario")?;
-            samples[i].push(scenario(&server, *load, n)?);
+            samples[i].push(scenario(&server, *load, n, args.client_wait)?);
         }
     }
     let idle =
@@ -249,6 +278,7 @@ fn measure(args: &Args, dir: &Path) -> anyhow::Result<Report> {
     Ok(Report {
         n,
         rounds: args.rounds,
+        client_wait: args.client_wait,
         round_trips,
         sequential_vs_floor,
         sequential_vs_tokio_echo,
@@ -298,23 +328,35 @@ fn median_sample(rounds: &[Sample]) -> Sample {
         p99_us: median(rounds.iter().map(|s| s.p99_us)),
         stalls: median(rounds.iter().map(|s| s.stalls)),
         server_cpu_us_per_op: median(rounds.iter().map(|s| s.server_cpu_us_per_op)),
+        server_switches_per_op: Switches {
+            voluntary: median(rounds.iter().map(|s| s.server_switches_per_op.voluntary)),
+            involuntary: median(rounds.iter().map(|s| s.server_switches_per_op.involuntary)),
+        },
+        client_switches_per_op: Switches {
+            voluntary: median(rounds.iter().map(|s| s.client_switches_per_op.voluntary)),
+            involuntary: median(rounds.iter().map(|s| s.client_switches_per_op.involuntary)),
+        },
     }
 }
 
 /// One measured run of `load` against `server`, after a short unmeasured warm-up.
-fn scenario(server: &Server, load: Load, n: usize) -> anyhow::Result<Sample> {
+fn scenario(server: &Server, load: Load, n: usize, wait: Wait) -> anyhow::Result<Sample> {
     let run = |n: usize| match load {
-        Load::Echo => floor(&server.path, n),
-        Load::Sequential => sequential(&server.path, n),
-        Load::Pipelined => pipelined(&server.path, n),
-        Load::Concurrent => concurrent(&server.path, 100, n),
+        Load::Echo => floor(&server.path, n, wait),
+        Load::Sequential => sequential(&server.path, n, wait),
+        Load::Pipelined => pipelined(&server.path, n, wait),
+        Load::Concurrent => concurrent(&server.path, 100, n, wait),
     };
     run((n / 20).max(1))?;
     let cpu0 = cpu_ns(server.pid)?;
+    let server0 = switches(&format!("/proc/{}/task", server.pid))?;
+    let client0 = switches("/proc/self/task")?;
     let start = Instant::now();
     let mut latencies = run(n)?;
     let elapsed = start.elapsed();
     let cpu = cpu_ns(server.pid)? - cpu0;
+    let server1 = switches(&format!("/proc/{}/task", server.pid))?;
+    let client1 = switches("/proc/self/task")?;
     latencies.sort_unstable();
     let ops = latencies.len();
     let pct = |p: f64| latencies[((ops as f64 * p) as usize).min(ops - 1)].as_secs_f64() * 1e6;
@@ -324,27 +366,35 @@ fn scenario(server: &Server, load: Load, n: usize) -> anyhow::Result<Sample> {
         p99_us: pct(0.99),
         stalls: latencies.iter().filter(|&&l| l > STALL).count() as f64 / ops as f64,
         server_cpu_us_per_op: cpu as f64 / 1e3 / ops as f64,
+        server_switches_per_op: per_op(server0, server1, ops),
+        client_switches_per_op: per_op(client0, client1, ops),
     })
 }
 
 fn print_table(report: &Report) {
     println!(
-        "qmp bench server: query-status, {} round trips per scenario and round, medians over {} rounds",
-        report.n, report.rounds
+        "qmp bench server: query-status, {} round trips per scenario and round, medians over {} rounds, client waits with {:?}",
+        report.n, report.rounds, report.client_wait
     );
     println!();
-    println!("| scenario | ops/s | p50 µs | p99 µs | > 0.5 ms | server CPU µs/op |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| scenario | ops/s | p50 µs | p99 µs | > 0.5 ms | server CPU µs/op | switches/op server (waits+preempted) | client |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in &report.round_trips {
         let m = &row.median;
         println!(
-            "| {} | {:.0} | {:.1} | {:.1} | {:.2}% | {:.2} |",
+            "| {} | {:.0} | {:.1} | {:.1} | {:.2}% | {:.2} | {:.2}+{:.2} | {:.2}+{:.2} |",
             row.scenario,
             m.ops_per_s,
             m.p50_us,
             m.p99_us,
             m.stalls * 100.0,
-            m.server_cpu_us_per_op
+            m.server_cpu_us_per_op,
+            m.server_switches_per_op.voluntary,
+            m.server_switches_per_op.involuntary,
+            m.client_switches_per_op.voluntary,
+            m.client_switches_per_op.involuntary,
         );
     }
     println!();
@@ -480,15 +530,16 @@ fn tokio_echo(path: &Path) -> anyhow::Result<()> {
 /// A blocking QMP connection that reads CRLF-terminated messages.
 struct Raw {
     stream: UnixStream,
+    wait: Wait,
     buf: Vec<u8>,
     start: usize,
     end: usize,
 }
 
 impl Raw {
-    fn connect(path: &Path, oob: bool) -> anyhow::Result<Raw> {
+    fn connect(path: &Path, oob: bool, wait: Wait) -> anyhow::Result<Raw> {
         let stream = UnixStream::connect(path)?;
-        let mut raw = Raw { stream, buf: vec![0; 64 * 1024], start: 0, end: 0 };
+        let mut raw = Raw { stream, wait, buf: vec![0; 64 * 1024], start: 0, end: 0 };
         raw.message()?;
         let negotiate: &[u8] = if oob {
             b"{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}"
@@ -519,6 +570,7 @@ impl Raw {
             if self.end == self.buf.len() {
                 self.buf.resize(self.buf.len() * 2, 0);
             }
+            wait_readable(&self.stream, self.wait)?;
             let n = self.stream.read(&mut self.buf[self.end..])?;
             if n == 0 {
                 bail!("EOF from the server");
@@ -528,7 +580,18 @@ impl Raw {
     }
 }
 
-fn floor(path: &Path, n: usize) -> anyhow::Result<Vec<Duration>> {
+/// With [`Wait::Poll`], waits until `stream` has something to read. A thread blocked in
+/// `read` on a unix socket sleeps on the queue that is also woken each time the peer consumes
+/// what this side sent; `poll` wakes only for what it asked for.
+fn wait_readable(stream: &UnixStream, wait: Wait) -> anyhow::Result<()> {
+    if wait == Wait::Poll {
+        let mut fds = [rustix::event::PollFd::new(stream, rustix::event::PollFlags::IN)];
+        rustix::event::poll(&mut fds, None)?;
+    }
+    Ok(())
+}
+
+fn floor(path: &Path, n: usize, wait: Wait) -> anyhow::Result<Vec<Duration>> {
     let mut stream = UnixStream::connect(path)?;
     let mut buf = [0u8; 4096];
     let mut latencies = Vec::with_capacity(n);
@@ -537,6 +600,7 @@ fn floor(path: &Path, n: usize) -> anyhow::Result<Vec<Duration>> {
         stream.write_all(REQUEST)?;
         let mut got = 0;
         while got < REPLY.len() {
+            wait_readable(&stream, wait)?;
             got += stream.read(&mut buf[got..])?;
         }
         latencies.push(t.elapsed());
@@ -544,8 +608,8 @@ fn floor(path: &Path, n: usize) -> anyhow::Result<Vec<Duration>> {
     Ok(latencies)
 }
 
-fn sequential(path: &Path, n: usize) -> anyhow::Result<Vec<Duration>> {
-    let mut raw = Raw::connect(path, false)?;
+fn sequential(path: &Path, n: usize, wait: Wait) -> anyhow::Result<Vec<Duration>> {
+    let mut raw = Raw::connect(path, false, wait)?;
     let mut latencies = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
@@ -559,9 +623,9 @@ fn sequential(path: &Path, n: usize) -> anyhow::Result<Vec<Duration>> {
     Ok(latencies)
 }
 
-fn pipelined(path: &Path, n: usize) -> anyhow::Result<Vec<Duration>> {
+fn pipelined(path: &Path, n: usize, wait: Wait) -> anyhow::Result<Vec<Duration>> {
     const IN_FLIGHT: usize = 8;
-    let mut raw = Raw::connect(path, true)?;
+    let mut raw = Raw::connect(path, true, wait)?;
     let mut sent_at = vec![Instant::now(); n];
     let mut latencies = Vec::with_capacity(n);
     let mut next = 0;
@@ -587,12 +651,12 @@ fn pipelined(path: &Path, n: usize) -> anyhow::Result<Vec<Duration>> {
     Ok(latencies)
 }
 
-fn concurrent(path: &Path, clients: usize, n: usize) -> anyhow::Result<Vec<Duration>> {
+fn concurrent(path: &Path, clients: usize, n: usize, wait: Wait) -> anyhow::Result<Vec<Duration>> {
     let per = n.div_ceil(clients);
     let threads: Vec<_> = (0..clients)
         .map(|_| {
             let path = path.to_owned();
-            std::thread::spawn(move || sequential(&path, per))
+            std::thread::spawn(move || sequential(&path, per, wait))
         })
         .collect();
     let mut all = Vec::with_capacity(per * clients);
@@ -607,7 +671,8 @@ fn idle_memory(pid: u32, path: &Path, k: usize) -> anyhow::Result<Idle> {
     let before = rss_bytes(pid)?;
     let mut conns = Vec::with_capacity(k);
     for _ in 0..k {
-        conns.push(Raw::connect(path, false)?);
+        // Only the negotiation is read here, so how the client waits does not matter.
+        conns.push(Raw::connect(path, false, Wait::Read)?);
     }
     // The server has answered every negotiation, so each connection is idle and registered.
     std::thread::sleep(Duration::from_millis(200));
@@ -628,6 +693,31 @@ fn cpu_ns(pid: u32) -> anyhow::Result<u64> {
     Ok(total)
 }
 
+/// The context switches, voluntary and involuntary, of the threads listed in `tasks`
+/// (`/proc/PID/task`).
+fn switches(tasks: &str) -> anyhow::Result<(u64, u64)> {
+    let mut total = (0, 0);
+    for task in std::fs::read_dir(tasks)? {
+        let status = std::fs::read_to_string(task?.path().join("status")).unwrap_or_default();
+        for line in status.lines() {
+            let count = |prefix: &str| line.strip_prefix(prefix).and_then(|v| v.trim().parse::<u64>().ok());
+            if let Some(v) = count("voluntary_ctxt_switches:") {
+                total.0 += v;
+            } else if let Some(v) = count("nonvoluntary_ctxt_switches:") {
+                total.1 += v;
+            }
+        }
+    }
+    Ok(total)
+}
+
+fn per_op(before: (u64, u64), after: (u64, u64), ops: usize) -> Switches {
+    Switches {
+        voluntary: after.0.saturating_sub(before.0) as f64 / ops as f64,
+        involuntary: after.1.saturating_sub(before.1) as f64 / ops as f64,
+    }
+}
+
 fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib = status
@@ -645,5 +735,49 @@ fn raise_fd_limit() {
     let limit = getrlimit(Resource::Nofile);
     if let Some(max) = limit.maximum {
         let _ = setrlimit(Resource::Nofile, rustix::process::Rlimit { current: Some(max), maximum: Some(max) });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(ops_per_s: f64, p50_us: f64, p99_us: f64) -> Sample {
+        Sample { ops_per_s, p50_us, p99_us, ..Sample::default() }
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), 2.0);
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0].into_iter()), 2.5);
+        assert!(median(std::iter::empty()).is_nan());
+    }
+
+    #[test]
+    fn ratios_are_taken_within_each_round() {
+        // The floor is slow in round 2 (a noisy moment) and so is ours: within the round
+        // the ratio stays what it is in the other rounds, while a ratio of medians would not.
+        let ours = Row {
+            scenario: OURS_SEQ,
+            median: Sample::default(),
+            rounds: vec![sample(50.0, 20.0, 40.0), sample(10.0, 100.0, 200.0), sample(40.0, 25.0, 50.0)],
+        };
+        let floor = Row {
+            scenario: FLOOR,
+            median: Sample::default(),
+            rounds: vec![sample(100.0, 10.0, 20.0), sample(20.0, 50.0, 100.0), sample(80.0, 12.5, 25.0)],
+        };
+        let r = ratios(&ours, &floor);
+        assert_eq!(r.rounds.len(), 3);
+        assert_eq!((r.median.ops_per_s, r.median.p50, r.median.p99), (0.5, 2.0, 2.0));
+    }
+
+    #[test]
+    fn switches_are_counted_per_op() {
+        let s = per_op((10, 4), (30, 5), 10);
+        assert_eq!((s.voluntary, s.involuntary), (2.0, 0.1));
+        // Counters of threads that exited in between cannot make a figure negative.
+        let s = per_op((10, 4), (5, 4), 10);
+        assert_eq!((s.voluntary, s.involuntary), (0.0, 0.0));
     }
 }
