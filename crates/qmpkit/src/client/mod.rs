@@ -204,8 +204,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use self::driver::Stats;
 use self::driver::{Call, Driver, Reader, Shared, ToDriver, Writer};
 pub use self::events::{DEFAULT_EVENT_BUFFER, EventFilter, EventItem, EventStream};
-pub use self::ready::{DEFAULT_RETRY_INITIAL, DEFAULT_RETRY_MAX};
 use self::events::{Early, Subscribers};
+pub use self::ready::{DEFAULT_RETRY_INITIAL, DEFAULT_RETRY_MAX};
 use crate::error::{Disconnect, Error};
 use crate::transport::{Endpoint, Listener, Stream};
 
