@@ -507,49 +507,6 @@ mod tests {
         assert_eq!(std::fs::read(&file).unwrap(), b"keep");
     }
 
-    /// Binding under a permissive umask never shows the socket, or the directory it is staged
-    /// in, with more permissions than asked for: a watcher lists the directory throughout.
-    #[test]
-    fn bind_never_exposes_looser_permissions() {
-        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let dir = tempfile::tempdir().unwrap();
-        let old = rustix::process::umask(rustix::fs::Mode::empty());
-        let done = std::sync::Arc::new(AtomicBool::new(false));
-        let watcher = std::thread::spawn({
-            let (dir, done) = (dir.path().to_owned(), done.clone());
-            move || {
-                let mut seen = 0;
-                while !done.load(Ordering::Relaxed) {
-                    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-                        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else { continue };
-                        let mode = meta.permissions().mode() & 0o777;
-                        if meta.file_type().is_socket() {
-                            assert_eq!(mode & !0o600, 0, "{:?} exposed with {mode:o}", entry.path());
-                            seen += 1;
-                        } else if meta.is_dir() {
-                            assert_eq!(mode, 0o700, "{:?} exposed with {mode:o}", entry.path());
-                        }
-                    }
-                }
-                seen
-            }
-        });
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        for i in 0..200 {
-            let path = dir.path().join(format!("s{i}"));
-            let listener = runtime.block_on(Listener::bind(&Endpoint::Unix(path.clone()), 0o600)).unwrap();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-            runtime.block_on(async { drop(listener) });
-        }
-        rustix::process::umask(old);
-        done.store(true, Ordering::Relaxed);
-        assert!(watcher.join().unwrap() > 0, "the watcher saw the sockets");
-        // Nothing is left behind: no staging directories.
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    }
-
     #[tokio::test]
     async fn fds_travel_with_their_bytes() {
         use std::io::{Read, Write};
