@@ -9,9 +9,13 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod agent;
 mod bench;
 mod common;
+mod events;
 mod exec;
+mod info;
+mod job;
 mod kv;
 mod shell;
+mod wrap;
 
 /// The QEMU Monitor Protocol from the command line.
 #[derive(Debug, Parser)]
@@ -38,6 +42,14 @@ enum Command {
     Shell(shell::ShellArgs),
     /// Run one command and print its return value as JSON.
     Exec(exec::ExecArgs),
+    /// Print events as JSON lines as they arrive.
+    Events(events::EventsArgs),
+    /// Show what a VM is: version, name, status, kvm, balloon, cpus, block devices, jobs.
+    Info(info::InfoArgs),
+    /// Start QEMU connected to a private socket and open the shell on it (qmp-shell-wrap).
+    Wrap(wrap::WrapArgs),
+    /// Run a command that starts a job and follow it to its end with a progress bar.
+    Job(job::JobArgs),
     /// Run one command on a guest agent (qemu-ga), or a program in the guest with `exec`.
     Agent(agent::AgentArgs),
     /// Print a completion script for a shell: bash, zsh, fish, elvish or powershell.
@@ -66,6 +78,10 @@ fn main() {
     let code = match cli.command {
         Command::Shell(args) => shell::run(args, cli.verbose),
         Command::Exec(args) => exec::run(args),
+        Command::Events(args) => events::run(args),
+        Command::Info(args) => info::run(args),
+        Command::Wrap(args) => wrap::run(args, cli.verbose),
+        Command::Job(args) => job::run(args),
         Command::Agent(args) => agent::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "qmp", &mut std::io::stdout());

@@ -63,7 +63,6 @@ pub(crate) enum Target {
     /// Connect to this address (none: see `common::connect_target`).
     Connect(Option<String>),
     /// The peer connected to us (`qmp wrap`); there is nothing to reconnect to.
-    #[allow(dead_code, reason = "qmp wrap constructs it")]
     Accepted,
 }
 
