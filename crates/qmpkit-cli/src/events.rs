@@ -44,6 +44,8 @@ fn run_inner(args: EventsArgs) -> Result<i32, Failure> {
         let client = common::connect_target(addr.as_deref(), ClientBuilder::new()).await?;
         let filter = if args.names.is_empty() { EventFilter::all() } else { EventFilter::names(&args.names) };
         let mut events = client.subscribe(filter);
+        // Said for scripts and tests that need to know when nothing can be missed any more.
+        tracing::debug!(target: "qmp", "subscribed; waiting for events");
         let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
         let mut seen = 0u64;
         while args.count.is_none_or(|n| seen < n) {

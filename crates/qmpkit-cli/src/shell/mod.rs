@@ -100,6 +100,9 @@ struct Session {
     printer: Printer,
     log: Option<Arc<Mutex<std::fs::File>>>,
     cpu: Option<i64>,
+    /// SIGINT, caught from the start so that a Ctrl-C just after a command is sent cannot
+    /// end the shell; only on a terminal.
+    interrupts: Option<tokio::signal::unix::Signal>,
 }
 
 /// Runs `qmp shell` and returns the exit status.
@@ -161,6 +164,7 @@ pub(crate) async fn run_session(
         printer: Printer { external: None },
         log,
         cpu: None,
+        interrupts: None,
     };
     if interactive { session.interactive_loop(client).await } else { session.piped_loop(client).await }
 }
@@ -245,6 +249,7 @@ impl Session {
         if let Ok(printer) = editor.create_external_printer() {
             self.printer = Printer { external: Some(Arc::new(Mutex::new(Box::new(printer)))) };
         }
+        self.interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
         common::out("Welcome to the QMP low-level shell!");
         self.attach(client).await;
         common::out("Type `help` for commands and `help COMMAND` for one; Tab completes; Ctrl-D leaves.");
@@ -394,16 +399,15 @@ impl Session {
         }
         tracing::debug!(target: "qmp", %sent, "->");
         let call = client.execute_raw(command);
-        let reply = if self.interactive {
-            tokio::select! {
+        let reply = match self.interrupts.as_mut() {
+            Some(interrupts) => tokio::select! {
                 reply = call => reply,
-                _ = tokio::signal::ctrl_c() => {
+                _ = interrupts.recv() => {
                     eprintln!("{}", self.paint_error("cancelled: the reply, when it comes, is dropped"));
                     return Step::Failed(REFUSED);
                 }
-            }
-        } else {
-            call.await
+            },
+            None => call.await,
         };
         match reply {
             Ok(response) => {
