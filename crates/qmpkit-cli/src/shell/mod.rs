@@ -234,6 +234,8 @@ impl Session {
         let helper = complete::ShellHelper { state: self.completion.clone(), color: self.style.color };
         let config = rustyline::Config::builder()
             .auto_add_history(true)
+            // Tab completes the common part, a second Tab lists the candidates, as in bash.
+            .completion_type(rustyline::CompletionType::List)
             .max_history_size(1000)
             .map_err(|e| Failure::Failed(format!("cannot set up the line editor: {e}")))?
             .build();
@@ -382,13 +384,21 @@ impl Session {
         }
     }
 
+    /// The client, unless its connection has ended (then it is forgotten).
+    fn live_client(&mut self) -> Option<Client> {
+        if self.client.as_ref().is_some_and(|c| c.closed_reason().is_some()) {
+            self.client = None;
+        }
+        self.client.clone()
+    }
+
     fn paint_error(&self, text: &str) -> String {
         if self.style.color && self.interactive { format!("\x1b[31m{text}\x1b[0m") } else { text.to_owned() }
     }
 
     /// Sends a command, waits for its reply (Ctrl-C stops waiting), prints and logs it.
     async fn send(&mut self, command: qmpkit::proto::Command) -> Step {
-        let Some(client) = self.client.clone() else {
+        let Some(client) = self.live_client() else {
             eprintln!("{}", self.paint_error("not connected: type `reconnect`"));
             return Step::Failed(FAILED);
         };
@@ -450,7 +460,7 @@ impl Session {
 
     /// One HMP line: `cpu N` picks the CPU (checked with `info version`, as qmp-shell does).
     async fn hmp(&mut self, text: &str) -> Step {
-        let Some(client) = self.client.clone() else {
+        let Some(client) = self.live_client() else {
             eprintln!("{}", self.paint_error("not connected: type `reconnect`"));
             return Step::Failed(FAILED);
         };
