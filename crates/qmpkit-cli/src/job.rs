@@ -98,11 +98,11 @@ fn run_inner(args: JobArgs) -> Result<i32, Failure> {
 
 /// Updates the bar from `query-jobs`.
 async fn progress(client: &Client, id: &str, bar: &indicatif::ProgressBar) {
-    if let Ok(Value::Array(jobs)) = client.execute("query-jobs", Value::Null).await {
-        if let Some(job) = jobs.iter().find(|j| j["id"] == id) {
-            bar.set_length(job["total-progress"].as_u64().unwrap_or(0).max(1));
-            bar.set_position(job["current-progress"].as_u64().unwrap_or(0));
-        }
+    if let Ok(Value::Array(jobs)) = client.execute("query-jobs", Value::Null).await
+        && let Some(job) = jobs.iter().find(|j| j["id"] == id)
+    {
+        bar.set_length(job["total-progress"].as_u64().unwrap_or(0).max(1));
+        bar.set_position(job["current-progress"].as_u64().unwrap_or(0));
     }
 }
 
@@ -122,10 +122,8 @@ async fn offer_cancel(client: &Client, id: &str, bar: &indicatif::ProgressBar) {
         // Nobody can answer: an interrupt from a script means stop the job.
         true
     };
-    if yes {
-        if let Err(err) = client.execute("job-cancel", json!({"id": id})).await {
-            bar.suspend(|| Failure::from(err).print("job"));
-        }
+    if yes && let Err(err) = client.execute("job-cancel", json!({"id": id})).await {
+        bar.suspend(|| Failure::from(err).print("job"));
     }
 }
 

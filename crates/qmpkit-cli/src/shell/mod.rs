@@ -369,11 +369,11 @@ impl Session {
                 }
             },
             Input::Execute { name, arguments } => {
-                if let Some(schema) = self.schema() {
-                    if let Err((class, desc)) = check(&schema, &name, &arguments) {
-                        eprintln!("{}", self.paint_error(&format!("{class}: {desc} (not sent)")));
-                        return Step::Failed(REFUSED);
-                    }
+                if let Some(schema) = self.schema()
+                    && let Err((class, desc)) = check(&schema, &name, &arguments)
+                {
+                    eprintln!("{}", self.paint_error(&format!("{class}: {desc} (not sent)")));
+                    return Step::Failed(REFUSED);
                 }
                 let mut command = qmpkit::proto::Command::new(name);
                 if !arguments.is_empty() {
