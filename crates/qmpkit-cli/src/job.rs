@@ -73,26 +73,35 @@ fn run_inner(args: JobArgs) -> Result<i32, Failure> {
         );
         bar.set_prefix(id.clone());
         let mut poll = tokio::time::interval(POLL);
+        // Caught from here on, so that no Ctrl-C between two turns of the loop ends `qmp`.
+        let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .map_err(|e| Failure::Failed(format!("cannot catch Ctrl-C: {e}")))?;
+        let mut aborted = false;
         let outcome = loop {
             tokio::select! {
                 item = events.next() => match item {
                     Some(EventItem::Event(event)) => {
                         let status = event.data.as_ref().and_then(|d| d.get("status")).and_then(Value::as_str).unwrap_or("").to_owned();
                         bar.set_message(status.clone());
+                        // A job aborts when it fails or is cancelled; its error says which.
+                        aborted |= status == "aborting";
                         if status == "concluded" || status == "null" {
-                            break conclude(&client, &id, &status).await;
+                            break conclude(&client, &id, &status, aborted).await;
                         }
                     }
                     Some(EventItem::Lagged { .. }) => {}
                     None => break Err(Failure::Failed(format!("the connection ended while job {id} ran"))),
                 },
                 _ = poll.tick() => progress(&client, &id, &bar).await,
-                _ = tokio::signal::ctrl_c() => offer_cancel(&client, &id, &bar).await,
+                _ = interrupts.recv() => offer_cancel(&client, &id, &bar).await,
             }
         };
         bar.finish_and_clear();
         client.close().await;
-        outcome
+        outcome.map(|(code, line)| {
+            common::out(&line);
+            code
+        })
     })
 }
 
@@ -127,27 +136,20 @@ async fn offer_cancel(client: &Client, id: &str, bar: &indicatif::ProgressBar) {
     }
 }
 
-/// The job concluded (or vanished, when dismissed automatically): its error, if any, from
-/// `query-jobs`, and the exit status.
-async fn conclude(client: &Client, id: &str, status: &str) -> Result<i32, Failure> {
+/// The job concluded (or vanished, when dismissed automatically): the exit status and the
+/// line that says how, from its error in `query-jobs` when it is still there.
+async fn conclude(client: &Client, id: &str, status: &str, aborted: bool) -> Result<(i32, String), Failure> {
     let jobs = client.execute("query-jobs", Value::Null).await?;
     let job = jobs.as_array().and_then(|jobs| jobs.iter().find(|j| j["id"] == id)).cloned();
     let error = job.as_ref().and_then(|j| j.get("error")).and_then(Value::as_str);
-    match error {
-        Some(error) => {
-            common::out(&format!("job {id} failed: {error}"));
-            Ok(REFUSED)
-        }
+    Ok(match error {
+        Some(error) => (REFUSED, format!("job {id} failed: {error}")),
+        None if aborted => (REFUSED, format!("job {id} was cancelled")),
         None if job.is_none() && status == "null" => {
-            // Dismissed before it could be seen concluded: nothing tells the outcome.
-            common::out(&format!("job {id} ended (dismissed before its outcome could be read)"));
-            Ok(OK)
+            (OK, format!("job {id} ended (dismissed before its outcome could be read)"))
         }
-        None => {
-            common::out(&format!("job {id} completed"));
-            Ok(OK)
-        }
-    }
+        None => (OK, format!("job {id} completed")),
+    })
 }
 
 #[cfg(test)]

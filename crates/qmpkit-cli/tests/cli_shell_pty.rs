@@ -184,3 +184,29 @@ fn the_peer_goes_away_and_reconnect() {
     type_in(&mut p, "quit\r");
     p.exp_eof().unwrap();
 }
+
+#[test]
+fn job_progress_and_ctrl_c_offers_to_cancel() {
+    let vm = qmpkit_tests::qemu_none();
+    let addr = qmpkit_tests::socket(&vm);
+    for node in ["src", "dst"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_qmp"))
+            .args(["exec", &addr, "blockdev-add", "driver=null-co", &format!("node-name={node}"), "size=1073741824"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    // One byte a second: the job runs until it is cancelled.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_qmp"));
+    command.args(["job", &addr, "blockdev-backup", "job-id=j0", "device=src", "target=dst", "sync=full", "speed=1"]);
+    command.env("NO_COLOR", "1").env("TERM", "xterm");
+    let mut p = spawn_command(command, Some(PATIENCE_MS)).unwrap();
+    // The bar shows the job and its status.
+    p.exp_string("running").unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string("cancel job j0? [y/N] ").unwrap();
+    type_in(&mut p, "y\r");
+    p.exp_string("job j0 was cancelled").unwrap();
+    let status = p.process.wait().unwrap();
+    assert_eq!(status, rexpect::process::wait::WaitStatus::Exited(p.process.child_pid, 1));
+}
