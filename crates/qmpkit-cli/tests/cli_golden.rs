@@ -233,6 +233,15 @@ fn shell_with_stdin_not_a_terminal() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(text(&out.stdout), "{\n  \"execute\": \"query-name\"\n}\n{\n  \"return\": {}\n}\n");
 
+    // -N leaves the negotiation to the user, as with qemu-ga or a debugging session.
+    let out = run_with_stdin(&["shell", "-N", "--keep-going", &a], "query-name\nqmp_capabilities\nquery-name\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stdout),
+        "{\"error\":{\"class\":\"CommandNotFound\",\"desc\":\"Expecting capabilities negotiation with 'qmp_capabilities'\"}}\n\
+         {\"return\":{}}\n{\"return\":{}}\n"
+    );
+
     // HMP mode.
     let out = run_with_stdin(&["shell", "-H", &a], "info status\n");
     assert_eq!((out.status.code(), text(&out.stdout).as_str()), (Some(0), "VM status: running\r\n"));
