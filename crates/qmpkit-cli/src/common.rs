@@ -105,19 +105,24 @@ pub(crate) fn address(given: Option<String>) -> Option<String> {
     given.or_else(|| std::env::var("QMP_SOCKET").ok()).filter(|a| !a.is_empty())
 }
 
-/// The message for a missing address while the built-in simulator is not part of `qmp`.
-pub(crate) const NO_SIMULATOR: &str = "no address given and the built-in simulator is not available yet; \
-                                       pass a socket path or host:port or set $QMP_SOCKET";
+/// The simulated machine `qmp` talks to without an address: one per process, so that the
+/// shell's `reconnect` finds the same machine again.
+static SIMULATOR: std::sync::OnceLock<Result<qmpkit_sim::Sim, String>> = std::sync::OnceLock::new();
 
-/// Connects to the peer at `addr` (a unix socket path or `host:port`), or decides what no
-/// address means. This is the only place that decides it.
+/// Connects to the peer at `addr` (a unix socket path or `host:port`), or, without one, to
+/// the built-in simulator in this process (a QEMU 10.0 named `qmp-sim`), saying so on
+/// stderr. This is the only place that decides what no address means.
 ///
 /// # Errors
-/// [`Failure::Usage`] without an address, [`Failure::Failed`] when the connection or the
-/// handshake fails.
+/// [`Failure::Failed`] when the connection or the handshake fails.
 pub(crate) async fn connect_target(addr: Option<&str>, builder: ClientBuilder) -> Result<Client, Failure> {
     let Some(addr) = addr else {
-        return Err(Failure::Usage(NO_SIMULATOR.to_owned()));
+        eprintln!("qmp: no address given; talking to the built-in simulator");
+        let sim = SIMULATOR
+            .get_or_init(|| qmpkit_sim::Sim::builder().name("qmp-sim").build().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| Failure::Failed(format!("the built-in simulator cannot start: {e}")))?;
+        return builder.over(sim.connect_pair()).await.map_err(|e| Failure::Failed(e.to_string()));
     };
     tracing::debug!(target: "qmp", %addr, "connecting");
     let client = builder.connect(addr).await.map_err(|e| Failure::Failed(e.to_string()))?;

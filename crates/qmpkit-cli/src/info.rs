@@ -139,8 +139,12 @@ fn describe(key: &str, v: &Value) -> String {
                 ),
                 None => "no medium".to_owned(),
             };
-            let name = dev.get("qdev").or(dev.get("device")).map_or("-".to_owned(), text);
-            format!("{}: {medium}", if name.is_empty() { text(&dev["device"]) } else { name })
+            // The drive's name when it has one (`-drive`), else its device's QOM path.
+            let name = match dev["device"].as_str() {
+                Some(device) if !device.is_empty() => device.to_owned(),
+                _ => text(&dev["qdev"]),
+            };
+            format!("{name}: {medium}")
         }),
         "jobs" => list(v, "none", |job| {
             format!(

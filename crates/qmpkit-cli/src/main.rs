@@ -15,6 +15,7 @@ mod info;
 mod job;
 mod kv;
 mod shell;
+mod sim;
 mod wrap;
 
 /// The QEMU Monitor Protocol from the command line.
@@ -62,6 +63,8 @@ enum Command {
     /// Measure qmpkit against real QEMU and the Python reference client.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Serve simulated QEMU monitors (QEMU 7.2 or 10.0) for testing QMP clients.
+    Sim(sim::Args),
 }
 
 fn main() {
@@ -91,6 +94,13 @@ fn main() {
             Ok(()) => common::OK,
             Err(err) => {
                 eprintln!("qmp bench: {err:#}");
+                common::FAILED
+            }
+        },
+        Command::Sim(args) => match sim::run(args) {
+            Ok(()) => common::OK,
+            Err(err) => {
+                eprintln!("qmp sim: {err:#}");
                 common::FAILED
             }
         },

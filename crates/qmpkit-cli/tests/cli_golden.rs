@@ -115,11 +115,6 @@ fn exec_output_and_statuses() {
 #[test]
 fn usage_and_connection_failures() {
     let cases: &[(&[&str], i32, &str)] = &[
-        (
-            &["exec", "query-status"],
-            64,
-            "qmp exec: no address given and the built-in simulator is not available yet; pass a socket path or host:port or set $QMP_SOCKET\n",
-        ),
         (&["exec", "./nowhere.sock", "query-status", "a"], 64, "qmp exec: expected key=value, got \"a\"\n"),
         (&["exec", "./nowhere.sock", "x", "--args", "[]"], 64, "qmp exec: --args takes a JSON object\n"),
         (&["exec", "./nowhere.sock", "x", "--timeout", "soon"], 64, ""),
@@ -151,6 +146,52 @@ fn usage_and_connection_failures() {
         let out = run(&[sub, "--help"]);
         assert!(text(&out.stdout).contains("Examples:"), "{sub} --help shows examples");
     }
+}
+
+/// Without an address, every subcommand talks to the simulator inside `qmp` and says so.
+#[test]
+fn the_built_in_simulator_without_an_address() {
+    const SAID: &str = "qmp: no address given; talking to the built-in simulator\n";
+    let out = run(&["exec", "query-status"]);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout).as_str(), text(&out.stderr).as_str()),
+        (Some(0), "{\"status\":\"running\",\"running\":true}\n", SAID)
+    );
+    let out = run(&["exec", "query-status", "x=1"]);
+    assert_eq!(
+        (out.status.code(), text(&out.stderr).as_str()),
+        (Some(1), format!("{SAID}GenericError: Parameter 'x' is unexpected\n").as_str())
+    );
+
+    let out = run(&["info"]);
+    assert_eq!(out.status.code(), Some(0));
+    let table = normalise(&text(&out.stdout));
+    let thread = format!("thread {}", table.split("thread ").nth(1).unwrap().split(' ').next().unwrap());
+    assert_eq!(
+        table.replace(&thread, "thread N"),
+        "version  VERSION\nname     qmp-sim\nuuid     00000000-0000-0000-0000-000000000000\nstatus   running\n\
+         kvm      present, disabled\nballoon  134217728 bytes\ncpus     #0 /machine/unattached/device[0] thread N (x86_64)\n\
+         block    drive0: json:{\"driver\": \"null-co\", \"size\": \"1073741824\"} (null-co)\n\
+         \x20        drive1: json:{\"driver\": \"null-co\", \"size\": \"2147483648\"} (null-co)\njobs     none\n"
+    );
+
+    // One simulated machine per process: the shell's commands and its events.
+    let out = run_with_stdin(&["shell"], "query-name\nstop\nquery-status\n");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        normalise(&text(&out.stdout)),
+        "{\"return\":{\"name\":\"qmp-sim\"}}\n{\"timestamp\":TS,\"event\":\"STOP\"}\n{\"return\":{}}\n\
+         {\"return\":{\"status\":\"paused\",\"running\":false}}\n"
+    );
+
+    let out = run(&["job", "blockdev-backup", "job-id=b0", "device=node0", "target=node1", "sync=full"]);
+    assert_eq!((out.status.code(), text(&out.stdout).as_str()), (Some(0), "job b0 completed\n"));
+    let out = run(&["job", "blockdev-backup", "job-id=b1", "device=node0", "target=nowhere", "sync=full"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with(SAID) && text(&out.stderr).lines().count() == 2, "{}", text(&out.stderr));
+
+    let out = run(&["events", "--timeout", "0.05"]);
+    assert_eq!((out.status.code(), text(&out.stderr).as_str(), out.stdout.len()), (Some(0), SAID, 0));
 }
 
 #[test]

@@ -171,7 +171,7 @@ fn the_peer_goes_away_and_reconnect() {
     let mut p = shell(&[path.to_str().unwrap()], dir.path());
     p.exp_string("(QEMU) ").unwrap();
     drop(vm);
-    p.exp_string("the server closed the connection; `reconnect` connects again").unwrap();
+    p.exp_string("the server went away (end of stream); `reconnect` connects again").unwrap();
     type_in(&mut p, "query-status\r");
     p.exp_string("not connected: type `reconnect`").unwrap();
 
@@ -209,4 +209,24 @@ fn job_progress_and_ctrl_c_offers_to_cancel() {
     p.exp_string("job j0 was cancelled").unwrap();
     let status = p.process.wait().unwrap();
     assert_eq!(status, rexpect::process::wait::WaitStatus::Exited(p.process.child_pid, 1));
+}
+
+/// The README's first command: `qmp shell` with no address talks to the built-in simulator.
+#[test]
+fn the_shell_without_an_address_talks_to_the_simulator() {
+    let data = tempfile::tempdir().unwrap();
+    let mut p = shell(&[], data.path());
+    p.exp_string("qmp: no address given; talking to the built-in simulator").unwrap();
+    p.exp_string("Connected to QEMU 10.0").unwrap();
+    p.exp_string("(QEMU) ").unwrap();
+    type_in(&mut p, "query-statu\t");
+    p.exp_string("query-status").unwrap();
+    type_in(&mut p, "\r");
+    p.exp_string("\"status\": \"running\"").unwrap();
+    p.exp_string("(QEMU) ").unwrap();
+    type_in(&mut p, "stop\r");
+    p.exp_string("\"event\":\"STOP\"").unwrap();
+    p.exp_string("(QEMU) ").unwrap();
+    type_in(&mut p, "quit\r");
+    p.exp_eof().unwrap();
 }

@@ -125,6 +125,17 @@ pub enum ClientEvent<T> {
         /// The reply, its value still JSON text; [`RawResponse::decode`] decodes it.
         response: RawResponse,
     },
+    /// A call that failed without a reply of its own: a reply without an id arrived while
+    /// several commands with ids waited (see [`ClientSession`]'s routing rules). The call is
+    /// finished; the session carries on.
+    Failed {
+        /// What the caller stored with the command.
+        data: T,
+        /// The command's name.
+        name: String,
+        /// What arrived instead of the reply.
+        error: ProtocolError,
+    },
     /// An asynchronous event.
     Event(Event),
     /// Something arrived that could not be routed; the session carries on.
@@ -156,6 +167,9 @@ pub struct ClientStats {
     pub server_parse_errors: u64,
     /// Frames that were not valid JSON or not QMP.
     pub malformed: u64,
+    /// Replies without an id that could only be matched by elimination: taken as the reply
+    /// of the only command in flight, or failing the oldest one ([`ClientEvent::Failed`]).
+    pub missing_ids: u64,
     /// Events received.
     pub events: u64,
 }
@@ -175,12 +189,160 @@ struct Entry<T> {
     data: T,
     name: String,
     in_band: bool,
+    /// The order in which commands were queued; in-band commands are written in this order.
+    seq: u64,
 }
+
+/// A command encoded up to its id, so that its arguments can be serialized wherever the
+/// caller likes (in the caller's own task, not the connection's) and the session only appends
+/// the id it assigns. The bytes are exactly those of [`Command::encode`].
+#[derive(Clone, Debug)]
+pub struct EncodedCommand {
+    kind: ExecKind,
+    name: String,
+    /// `{"execute":"name"` and `,"arguments":{...}` when there are arguments.
+    head: Vec<u8>,
+    id: Option<Id>,
+}
+
+impl EncodedCommand {
+    /// Encodes a command.
+    #[must_use]
+    pub fn new(command: &Command) -> Self {
+        let arguments = command.arguments.as_ref().map(|a| {
+            // Writing a map of JSON values to a string cannot fail.
+            serde_json::to_string(a).unwrap_or_default()
+        });
+        EncodedCommand::from_json_arguments(command.kind, &command.name, arguments.as_deref())
+            .with_id(command.id.clone())
+    }
+
+    /// A command whose arguments are already JSON text. The caller guarantees that
+    /// `arguments` is one JSON object (as `serde_json` writes a struct or a map).
+    #[must_use]
+    pub fn from_json_arguments(kind: ExecKind, name: &str, arguments: Option<&str>) -> Self {
+        let mut head = Vec::with_capacity(name.len() + arguments.map_or(0, str::len) + 48);
+        head.extend_from_slice(b"{\"");
+        head.extend_from_slice(kind.member().as_bytes());
+        head.extend_from_slice(b"\":");
+        // Writing a string to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut head, name);
+        if let Some(arguments) = arguments {
+            head.extend_from_slice(b",\"arguments\":");
+            head.extend_from_slice(arguments.as_bytes());
+        }
+        EncodedCommand { kind, name: name.to_owned(), head, id: None }
+    }
+
+    /// A command whose arguments are serialized straight into its bytes. `()` (anything that
+    /// serializes to `null`) sends no arguments.
+    ///
+    /// # Errors
+    /// When `arguments` fails to serialize, or serializes to something other than a JSON
+    /// object or `null`.
+    pub fn serialize(kind: ExecKind, name: &str, arguments: &impl serde::Serialize) -> Result<Self, serde_json::Error> {
+        let mut command = EncodedCommand::from_json_arguments(kind, name, None);
+        let bare = command.head.len();
+        command.head.extend_from_slice(b",\"arguments\":");
+        let start = command.head.len();
+        serde_json::to_writer(&mut command.head, arguments)?;
+        match command.head.get(start) {
+            // serde_json writes compact JSON: a value that starts with `{` is one object.
+            Some(b'{') => Ok(command),
+            _ if &command.head[start..] == b"null" => {
+                command.head.truncate(bare);
+                Ok(command)
+            }
+            _ => {
+                Err(serde::ser::Error::custom(format_args!("got {}", String::from_utf8_lossy(&command.head[start..]))))
+            }
+        }
+    }
+
+    /// Sets the id the command carries; `None` lets the session assign one.
+    #[must_use]
+    pub fn with_id(mut self, id: Option<Id>) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// The command's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the command runs in-band or out-of-band.
+    #[must_use]
+    pub fn kind(&self) -> ExecKind {
+        self.kind
+    }
+
+    /// The command's bytes with this id (or none).
+    fn finish(mut self, id: Option<&Id>) -> (String, Vec<u8>) {
+        if let Some(id) = id {
+            self.head.extend_from_slice(b",\"id\":");
+            // Writing a JSON value to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut self.head, id);
+        }
+        self.head.push(b'}');
+        (self.name, self.head)
+    }
+}
+
+/// Whether an error is QEMU's answer to bytes it could not parse as JSON (a parse error or
+/// one of its lexer's limits). QEMU sends these without an id, one per bad token, so one bad
+/// input can bring any number of them, and they answer no particular command.
+#[must_use]
+pub fn is_parse_error(error: &QmpError) -> bool {
+    const DESCS: [&str; 4] =
+        ["JSON parse error", "JSON nesting depth limit", "JSON token size limit", "JSON token count limit"];
+    // The 2010 dialect's class for the same errors.
+    DESCS.iter().any(|d| error.desc.starts_with(d)) || error.class.name() == "JSONParsing"
+}
+
+/// Whether an error is QEMU's answer to a JSON value that is not a well-formed command
+/// ("QMP input must be a JSON object", "QMP input lacks member 'execute'"). QEMU sends one
+/// per value and echoes the value's id when it has one, so such an error without an id
+/// answers either a command sent without an id or something that was never a command.
+#[must_use]
+pub fn is_envelope_error(error: &QmpError) -> bool {
+    let class = error.class.name();
+    // Today's text, and the 2010 dialect's classes for the same errors.
+    error.desc.starts_with("QMP input ") || class.starts_with("QMPBadInput") || class.starts_with("QMPExtraInput")
+}
+
+/// How much of what a peer sent before its greeting is kept, to say what arrived when it
+/// turns out not to be a QMP server.
+const PRELUDE_BYTES: usize = 200;
 
 /// The client side of one QMP connection, without IO.
 ///
 /// The [module documentation](crate::client) follows one session from the greeting to a
 /// routed reply, as a runnable example.
+///
+/// # Replies without an id
+///
+/// A reply without an id never leaves a call waiting, and QEMU's own id-less errors never
+/// fail an innocent call (QEMU sends one per bad token it could not parse, so a client must
+/// not fail "the next pending request" for them). The rules, in order:
+///
+/// 1. While negotiating, only `qmp_capabilities` is in flight, so anything but a parse or
+///    envelope error answers it (a peer that drops ids still negotiates).
+/// 2. A parse error ([`is_parse_error`]) answers no command: QEMU sends one per bad token
+///    of input it could not parse, so it must not fail whichever call is next. It is
+///    dropped and counted, unless commands sent without ids are in flight: then it may
+///    have taken a place in their reply order, nothing can tell, and the session closes
+///    with [`ProtocolError::OrderLost`] rather than give later replies to the wrong calls.
+/// 3. An envelope error ([`is_envelope_error`]) answers one JSON value, and QEMU would
+///    have echoed an id: with no command without an id in flight it is dropped and
+///    counted like a parse error.
+/// 4. Otherwise, the oldest command sent without an id that was written gets it.
+/// 5. Otherwise the peer dropped the id of a command that had one. When exactly one
+///    command is in flight it is the reply to that one; when several are, the oldest
+///    in-band one (QEMU answers in-band commands in order) fails with
+///    [`ProtocolError::MissingId`], so nothing waits forever. Both count in
+///    [`ClientStats::missing_ids`]; with nothing in flight it is dropped as unknown.
 #[derive(Debug)]
 pub struct ClientSession<T> {
     config: ClientConfig,
@@ -189,12 +351,19 @@ pub struct ClientSession<T> {
     greeting: Option<Greeting>,
     oob: bool,
     pending: Pending<Entry<T>>,
-    /// In-band commands waiting for the session to be ready or for room under the limit.
-    in_band_queue: VecDeque<Transmit>,
+    /// In-band commands waiting for the session to be ready or for room under the limit,
+    /// with their sequence numbers.
+    in_band_queue: VecDeque<(u64, Transmit)>,
     /// Out-of-band commands and the negotiation command, sent before anything queued.
     urgent: VecDeque<Transmit>,
     in_band_in_flight: usize,
     next_id: u64,
+    /// The sequence number the next queued command gets.
+    next_seq: u64,
+    /// Every in-band command with a lower sequence number has been written.
+    written_seq: u64,
+    /// What arrived before the greeting, for the error when it is not QMP.
+    prelude: Vec<u8>,
     stats: ClientStats,
     /// A `Ready` event owed to the caller after the greeting event of a greeting-only handshake.
     ready_owed: bool,
@@ -220,6 +389,9 @@ impl<T> ClientSession<T> {
             urgent: VecDeque::new(),
             in_band_in_flight: 0,
             next_id: 0,
+            next_seq: 0,
+            written_seq: 0,
+            prelude: Vec::new(),
             stats: ClientStats::default(),
             ready_owed: false,
         }
@@ -267,7 +439,15 @@ impl<T> ClientSession<T> {
     /// [`MisuseError::OobNotNegotiated`] for `exec-oob` without `oob` (checked once the
     /// session is ready; before that, out-of-band commands cannot be judged and are refused the
     /// same way), and [`MisuseError::IdInUse`] when the id is pending already.
-    pub fn send(&mut self, mut command: Command, data: T) -> Result<Id, (MisuseError, T)> {
+    pub fn send(&mut self, command: Command, data: T) -> Result<Id, (MisuseError, T)> {
+        self.send_encoded(EncodedCommand::new(&command), data)
+    }
+
+    /// Queues a command encoded beforehand, as [`ClientSession::send`] does.
+    ///
+    /// # Errors
+    /// As [`ClientSession::send`].
+    pub fn send_encoded(&mut self, mut command: EncodedCommand, data: T) -> Result<Id, (MisuseError, T)> {
         if self.state == ClientState::Closed {
             return Err((MisuseError::Closed, data));
         }
@@ -284,16 +464,16 @@ impl<T> ClientSession<T> {
             }
             None => self.fresh_id(),
         };
-        command.id = Some(id.clone());
-        let mut bytes = Vec::new();
-        command.encode(&mut bytes);
-        let entry = Entry { data, name: command.name, in_band };
+        let (name, bytes) = command.finish(Some(&id));
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let entry = Entry { data, name, in_band, seq };
         if let Err(entry) = self.pending.insert(id.clone(), entry) {
             return Err((MisuseError::IdInUse(id), entry.data));
         }
         let transmit = Transmit { id: Some(id.clone()), bytes };
         if in_band {
-            self.in_band_queue.push_back(transmit);
+            self.in_band_queue.push_back((seq, transmit));
         } else {
             self.urgent.push_back(transmit);
         }
@@ -306,19 +486,39 @@ impl<T> ClientSession<T> {
     /// # Errors
     /// [`MisuseError::Closed`] after the session ended, and [`MisuseError::OobNeedsId`] for
     /// an out-of-band command, whose reply could not be matched.
-    pub fn send_without_id(&mut self, mut command: Command, data: T) -> Result<(), (MisuseError, T)> {
+    pub fn send_without_id(&mut self, command: Command, data: T) -> Result<(), (MisuseError, T)> {
+        self.send_encoded_without_id(EncodedCommand::new(&command), data)
+    }
+
+    /// Queues a command encoded beforehand without an id, as
+    /// [`ClientSession::send_without_id`] does; an id set on it is ignored.
+    ///
+    /// # Errors
+    /// As [`ClientSession::send_without_id`].
+    pub fn send_encoded_without_id(&mut self, command: EncodedCommand, data: T) -> Result<(), (MisuseError, T)> {
         if self.state == ClientState::Closed {
             return Err((MisuseError::Closed, data));
         }
         if command.kind == ExecKind::ExecOob {
             return Err((MisuseError::OobNeedsId, data));
         }
-        command.id = None;
-        let mut bytes = Vec::new();
-        command.encode(&mut bytes);
-        self.pending.push_anonymous(Entry { data, name: command.name, in_band: true });
-        self.in_band_queue.push_back(Transmit { id: None, bytes });
+        let (name, bytes) = command.finish(None);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.pending.push_anonymous(Entry { data, name, in_band: true, seq });
+        self.in_band_queue.push_back((seq, Transmit { id: None, bytes }));
         Ok(())
+    }
+
+    /// The id of a pending call whose stored data passes `test`. This walks every pending
+    /// call, so it suits rare paths such as cancellation.
+    pub fn find(&self, mut test: impl FnMut(&T) -> bool) -> Option<Id> {
+        self.pending.iter().find(|(_, entry)| test(&entry.data)).map(|(id, _)| id.clone())
+    }
+
+    /// What the caller stored with the pending call of this id.
+    pub fn data_mut(&mut self, id: &Id) -> Option<&mut T> {
+        self.pending.get_mut(id).map(|entry| &mut entry.data)
     }
 
     /// Forgets the call with this id because its caller gave up (a timeout, a dropped
@@ -327,7 +527,7 @@ impl<T> ClientSession<T> {
     pub fn cancel(&mut self, id: &Id) -> Option<T> {
         let entry = self.pending.complete(id)?;
         let before = self.in_band_queue.len() + self.urgent.len();
-        self.in_band_queue.retain(|t| t.id.as_ref() != Some(id));
+        self.in_band_queue.retain(|(_, t)| t.id.as_ref() != Some(id));
         self.urgent.retain(|t| t.id.as_ref() != Some(id));
         let unsent = before != self.in_band_queue.len() + self.urgent.len();
         if entry.in_band && !unsent {
@@ -353,13 +553,18 @@ impl<T> ClientSession<T> {
         if self.oob && self.in_band_in_flight >= self.config.in_band_limit {
             return None;
         }
-        let t = self.in_band_queue.pop_front()?;
+        let (seq, t) = self.in_band_queue.pop_front()?;
         self.in_band_in_flight += 1;
+        self.written_seq = seq + 1;
         Some(t)
     }
 
     /// Takes bytes read from the server.
     pub fn handle_input(&mut self, bytes: &[u8]) {
+        if self.state == ClientState::AwaitingGreeting && self.prelude.len() < PRELUDE_BYTES {
+            let room = PRELUDE_BYTES - self.prelude.len();
+            self.prelude.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
         if self.state != ClientState::Closed {
             self.framer.push(bytes);
         }
@@ -402,6 +607,11 @@ impl<T> ClientSession<T> {
                     // A limit means a message was lost, and with it perhaps a reply somebody
                     // waits for: the connection cannot be trusted any more.
                     Error::Limit(limit) => return Some(self.fail(Error::Limit(limit))),
+                    // Whatever is not QMP before the greeting is not a QMP server (an HMP
+                    // monitor, a serial console): say so now rather than at the deadline.
+                    Error::Protocol(_) if self.state == ClientState::AwaitingGreeting => {
+                        return Some(self.not_a_greeting());
+                    }
                     Error::Protocol(e) => {
                         self.stats.malformed += 1;
                         return Some(ClientEvent::Dropped(Dropped::Malformed(e)));
@@ -411,6 +621,7 @@ impl<T> ClientSession<T> {
             };
             let message = match ClientMessage::decode(frame.as_bytes()) {
                 Ok(message) => message,
+                Err(_) if self.state == ClientState::AwaitingGreeting => return Some(self.not_a_greeting()),
                 Err(e) => {
                     self.stats.malformed += 1;
                     return Some(ClientEvent::Dropped(Dropped::Malformed(e)));
@@ -421,6 +632,20 @@ impl<T> ClientSession<T> {
             }
         }
         None
+    }
+
+    /// Fails the session because the peer sent something other than a greeting or an event
+    /// first, quoting what it sent.
+    fn not_a_greeting(&mut self) -> ClientEvent<T> {
+        let mut got = format!("{:?}", String::from_utf8_lossy(&self.prelude));
+        if self.prelude.len() >= PRELUDE_BYTES {
+            got.push_str("...");
+        }
+        got.push_str(" (not a QMP greeting: is this an HMP monitor, a serial console or another service?)");
+        self.fail(Error::Protocol(ProtocolError::UnexpectedMessage {
+            state: ClientState::AwaitingGreeting.name(),
+            got,
+        }))
     }
 
     fn fail(&mut self, error: Error) -> ClientEvent<T> {
@@ -454,7 +679,8 @@ impl<T> ClientSession<T> {
                         got,
                     })));
                 }
-                if self.config.handshake == Handshake::Negotiate {
+                self.prelude = Vec::new();
+                if self.config.handshake == Handshake::Negotiate && greeting.expects_negotiation() {
                     self.queue_negotiation(&greeting);
                     self.state = ClientState::Negotiating;
                 } else {
@@ -481,41 +707,17 @@ impl<T> ClientSession<T> {
 
     fn route_response(&mut self, response: RawResponse) -> Option<ClientEvent<T>> {
         if self.state == ClientState::AwaitingGreeting {
-            let got = match &response.result {
-                Ok(raw) => format!("{{\"return\":{}}}", raw.get()),
-                Err(error) => format!("{{\"error\":{}}}", serde_json::to_string(error).unwrap_or_default()),
-            };
+            let got = describe(&response);
             return Some(self.fail(Error::Protocol(ProtocolError::UnexpectedMessage {
                 state: ClientState::AwaitingGreeting.name(),
                 got,
             })));
         }
         let Some(id) = &response.id else {
-            if let Some(entry) = self.pending.complete_anonymous() {
-                self.in_band_in_flight = self.in_band_in_flight.saturating_sub(1);
-                return Some(ClientEvent::Reply { data: entry.data, name: entry.name, response });
-            }
-            return match response.result {
-                Err(error) => {
-                    self.stats.server_parse_errors += 1;
-                    Some(ClientEvent::Dropped(Dropped::ServerParseError(error)))
-                }
-                Ok(_) => {
-                    self.stats.unknown_ids += 1;
-                    Some(ClientEvent::Dropped(Dropped::UnknownId(response)))
-                }
-            };
+            return self.route_without_id(response);
         };
         if self.state == ClientState::Negotiating && id.as_value().as_str() == Some(NEGOTIATION_ID) {
-            return match response.result {
-                Ok(_) => {
-                    self.oob =
-                        self.greeting.as_ref().is_some_and(|g| self.config.enable_oob && g.offers(&Capability::Oob));
-                    self.state = ClientState::Ready;
-                    Some(ClientEvent::Ready)
-                }
-                Err(error) => Some(self.fail(Error::Protocol(ProtocolError::Negotiation(Box::new(error))))),
-            };
+            return self.negotiated(response);
         }
         match self.pending.complete(id) {
             Some(entry) => {
@@ -530,6 +732,92 @@ impl<T> ClientSession<T> {
             }
         }
     }
+
+    /// Routes a response that carries no id, by the rules on [`ClientSession`].
+    fn route_without_id(&mut self, response: RawResponse) -> Option<ClientEvent<T>> {
+        let parse_error = matches!(&response.result, Err(e) if is_parse_error(e));
+        let envelope_error = matches!(&response.result, Err(e) if is_envelope_error(e));
+        if self.state == ClientState::Negotiating && !parse_error && !envelope_error {
+            return self.negotiated(response);
+        }
+        let anonymous_written = self.pending.peek_anonymous().is_some_and(|e| e.seq < self.written_seq);
+        let response = match response.result {
+            Err(error) if parse_error || (envelope_error && !anonymous_written) => {
+                self.stats.server_parse_errors += 1;
+                if anonymous_written {
+                    return Some(self.fail(Error::Protocol(ProtocolError::OrderLost(Box::new(error)))));
+                }
+                return Some(ClientEvent::Dropped(Dropped::ServerParseError(error)));
+            }
+            result => RawResponse { id: None, result },
+        };
+        if anonymous_written {
+            if let Some(entry) = self.pending.complete_anonymous() {
+                self.in_band_in_flight = self.in_band_in_flight.saturating_sub(1);
+                return Some(ClientEvent::Reply { data: entry.data, name: entry.name, response });
+            }
+        }
+        // Rare: walk the table for the calls in flight. Out-of-band commands are written as
+        // soon as they are queued.
+        let mut in_flight = 0usize;
+        let mut oldest: Option<(bool, u64, &Id)> = None;
+        for (id, entry) in self.pending.iter() {
+            if entry.in_band && entry.seq >= self.written_seq {
+                continue;
+            }
+            in_flight += 1;
+            // In-band before out-of-band, then the oldest.
+            let rank = (!entry.in_band, entry.seq, id);
+            if oldest.is_none_or(|o| (rank.0, rank.1) < (o.0, o.1)) {
+                oldest = Some(rank);
+            }
+        }
+        let Some((_, _, id)) = oldest else {
+            self.stats.unknown_ids += 1;
+            return Some(ClientEvent::Dropped(Dropped::UnknownId(response)));
+        };
+        let id = id.clone();
+        let entry = self.pending.complete(&id)?;
+        if entry.in_band {
+            self.in_band_in_flight = self.in_band_in_flight.saturating_sub(1);
+        }
+        self.stats.missing_ids += 1;
+        if in_flight == 1 {
+            return Some(ClientEvent::Reply { data: entry.data, name: entry.name, response });
+        }
+        let error = ProtocolError::MissingId { got: describe(&response) };
+        Some(ClientEvent::Failed { data: entry.data, name: entry.name, error })
+    }
+
+    /// Ends negotiation with the server's answer to `qmp_capabilities`.
+    fn negotiated(&mut self, response: RawResponse) -> Option<ClientEvent<T>> {
+        match response.result {
+            Ok(_) => {
+                self.oob = self.greeting.as_ref().is_some_and(|g| self.config.enable_oob && g.offers(&Capability::Oob));
+                self.state = ClientState::Ready;
+                Some(ClientEvent::Ready)
+            }
+            Err(error) => Some(self.fail(Error::Protocol(ProtocolError::Negotiation(Box::new(error))))),
+        }
+    }
+}
+
+/// A response as text for an error message, cut short when long.
+fn describe(response: &RawResponse) -> String {
+    const MAX: usize = 200;
+    let mut text = match &response.result {
+        Ok(raw) => format!("{{\"return\":{}}}", raw.get()),
+        Err(error) => format!("{{\"error\":{}}}", serde_json::to_string(error).unwrap_or_default()),
+    };
+    if text.len() > MAX {
+        let mut end = MAX;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
 }
 
 #[cfg(test)]

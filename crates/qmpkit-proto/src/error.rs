@@ -64,6 +64,21 @@ pub enum ProtocolError {
     /// server could not parse what was sent to it.
     #[error("the server could not parse our input: {0}")]
     UnroutableError(Box<QmpError>),
+    /// A reply without an id arrived while the commands waiting for replies all carried ids
+    /// (a peer that drops ids). The oldest waiting call fails with this, so that it never
+    /// waits forever; `got` is the reply as received.
+    #[error("the peer answered without an id while several commands with ids were waiting: {got}")]
+    MissingId {
+        /// The reply as received.
+        got: String,
+    },
+    /// With commands sent without ids (matched to replies by order), the server sent an
+    /// error without an id that answers none of them: it could not parse something. From
+    /// then on every id-less reply may belong to another command, so the session stops.
+    #[error(
+        "the server sent an unmatched error without an id ({0}), so replies to commands without ids can no longer be matched by order"
+    )]
+    OrderLost(Box<QmpError>),
     /// Capability negotiation was refused.
     #[error("capability negotiation failed: {0}")]
     Negotiation(Box<QmpError>),

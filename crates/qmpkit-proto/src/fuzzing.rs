@@ -82,7 +82,7 @@ pub fn client_session(data: &[u8]) {
     let mut answered = 0;
     while let Some(event) = session.poll_event() {
         match event {
-            ClientEvent::Reply { .. } => answered += 1,
+            ClientEvent::Reply { .. } | ClientEvent::Failed { .. } => answered += 1,
             ClientEvent::Closed(_) => break,
             _ => {}
         }

@@ -132,6 +132,15 @@ impl Greeting {
         self.capabilities.contains(capability)
     }
 
+    /// Whether the server expects `qmp_capabilities` before any other command. A greeting
+    /// without a `version` is the December 2009 dialect, which had no negotiation phase and
+    /// takes commands at once; every later greeting (the 2010 string version and today's
+    /// `{major, minor, micro}`) carries a version and wants negotiation.
+    #[must_use]
+    pub fn expects_negotiation(&self) -> bool {
+        self.version.is_some()
+    }
+
     /// Reads a greeting from the value of its `QMP` member.
     ///
     /// # Errors

@@ -65,6 +65,23 @@ impl<T> Pending<T> {
         self.anonymous.pop_front()
     }
 
+    /// The call with this id, to update what the caller stored.
+    pub fn get_mut(&mut self, id: &Id) -> Option<&mut T> {
+        self.by_id.get_mut(id)
+    }
+
+    /// The oldest call sent without an id, left in place.
+    #[must_use]
+    pub fn peek_anonymous(&self) -> Option<&T> {
+        self.anonymous.front()
+    }
+
+    /// Every call with an id, in no particular order. Finding a call by what the caller
+    /// stored walks the whole table, so it is for rare paths (cancellation, failures).
+    pub fn iter(&self) -> impl Iterator<Item = (&Id, &T)> {
+        self.by_id.iter()
+    }
+
     /// Whether any call sent without an id is pending.
     #[must_use]
     pub fn has_anonymous(&self) -> bool {

@@ -1166,4 +1166,47 @@ mod tests {
             Some(IntKind::Uint8)
         );
     }
+
+    /// Types that refer to themselves: an object member of its own type, a union that is
+    /// its own variant, an array of an alternate that holds it. Each is emitted once, and
+    /// the loaded schema renders and validates them without following the cycle forever.
+    #[test]
+    fn recursive_definitions() {
+        let mut b = SchemaBuilder::new();
+        b.type_(EnumDef::new("Kind", ["leaf", "loop"]))
+            .type_(
+                ObjectDef::new("Node").member(MemberDef::new("v", "int8")).member(MemberDef::optional("next", "Node")),
+            )
+            .type_(
+                ObjectDef::new("Self")
+                    .member(MemberDef::new("kind", "Kind"))
+                    .member(MemberDef::optional("x", "int"))
+                    .union("kind", [("loop", "Self")]),
+            )
+            .type_(AlternateDef::new("Tree", [TypeRef::from("str"), TypeRef::array("Tree")]))
+            .command(
+                CommandDef::new("walk")
+                    .arg(MemberDef::optional("node", "Node"))
+                    .arg(MemberDef::optional("tree", "Tree"))
+                    .returns("Self"),
+            )
+            .command(CommandDef::new("union").arg_type("Self"));
+        let schema = b.build_schema().unwrap();
+        assert_eq!(schema.len(), 11, "each type once: {:?}", schema.to_value());
+        let walk = schema.command("walk").unwrap();
+        assert_eq!(
+            walk.signature(),
+            "walk(node?: {v: int, next?: {…}}, tree?: (str | […])) -> {kind: 'leaf'|'loop', x?: int; 'loop': {kind: 'leaf'|'loop', x?: int; 'loop': {…}}}"
+        );
+        let args = serde_json::json!({"node": {"v": 1, "next": {"v": 300}}, "tree": ["a", ["b", []]]});
+        assert_eq!(walk.validate(args.as_object()).unwrap_err().desc(), "Parameter 'v' expects int8_t");
+        let args = serde_json::json!({"tree": ["a", [1]]});
+        assert_eq!(
+            walk.validate(args.as_object()).unwrap_err().desc(),
+            "Invalid parameter type for 'null', expected: Tree"
+        );
+        let union = schema.command("union").unwrap();
+        assert_eq!(union.complete_members(&[]), ["kind", "x"]);
+        assert_eq!(union.validate(serde_json::json!({"kind": "loop", "x": 1}).as_object()), Ok(()));
+    }
 }

@@ -35,6 +35,10 @@ pub enum SchemaError {
         /// The missing name.
         type_name: String,
     },
+    /// An entity nests arrays and objects deeper than [`MAX_ENTITY_NESTING`]; QEMU's are
+    /// four levels deep, and reading a deeper one would recurse once per level.
+    #[error("schema entity '{0}' nests arrays and objects more than {max} levels deep", max = MAX_ENTITY_NESTING)]
+    TooDeep(String),
     /// An entity references a command or an event where a type is needed.
     #[error("'{entity}' references '{type_name}', which is a command or an event, not a type")]
     NotAType {
@@ -43,6 +47,30 @@ pub enum SchemaError {
         /// The name of the command or event.
         type_name: String,
     },
+}
+
+/// How deeply one entity of a schema may nest arrays and objects (itself the first level).
+/// QEMU's entities need four (an object, its `members`, a member, its `features`); the
+/// margin leaves room for what later versions add.
+pub const MAX_ENTITY_NESTING: usize = 32;
+
+/// How deeply `value` nests arrays and objects (a scalar is 0), found without recursing and
+/// without looking further than `limit + 1` levels.
+fn nesting(value: &Value, limit: usize) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth);
+        if depth <= limit {
+            stack.extend(children.map(|child| (child, depth + 1)));
+        }
+    }
+    deepest
 }
 
 /// The width and signedness of a QAPI integer type. Introspection folds them all into `int`,
@@ -111,7 +139,8 @@ impl Schema {
     ///
     /// # Errors
     /// [`SchemaError::NotAnArray`] for any other shape, [`SchemaError::Json`] for a malformed
-    /// entity, and the resolution errors of [`Schema::from_infos`].
+    /// entity, [`SchemaError::TooDeep`] for one nested deeper than [`MAX_ENTITY_NESTING`],
+    /// and the resolution errors of [`Schema::from_infos`].
     pub fn from_value(value: Value) -> Result<Self, SchemaError> {
         let array = match value {
             Value::Array(array) => array,
@@ -121,7 +150,16 @@ impl Schema {
             },
             _ => return Err(SchemaError::NotAnArray),
         };
-        let infos = array.into_iter().map(serde_json::from_value).collect::<Result<Vec<SchemaInfo>, _>>()?;
+        let mut infos = Vec::with_capacity(array.len());
+        for entity in array {
+            // Reading an entity into its typed form recurses once per level of nesting, and a
+            // peer's reply may nest up to QEMU's 1024 levels: refuse before recursing.
+            if nesting(&entity, MAX_ENTITY_NESTING) > MAX_ENTITY_NESTING {
+                let name = entity.get("name").and_then(Value::as_str).unwrap_or_default();
+                return Err(SchemaError::TooDeep(name.to_owned()));
+            }
+            infos.push(serde_json::from_value(entity)?);
+        }
         Self::from_infos(infos)
     }
 
@@ -548,6 +586,12 @@ impl<'a> ObjectType<'a> {
         })
     }
 
+    /// The member at `position` in [`ObjectType::members`], without walking those before it.
+    pub(crate) fn member_at(&self, position: usize) -> Option<Member<'a>> {
+        let (info, &ty) = (self.info.members.get(position)?, self.members.get(position)?);
+        Some(Member { info, ty: self.schema.type_at(ty), owner: self.index })
+    }
+
     /// The member named `name`, if any (variant members not included).
     #[must_use]
     pub fn member(&self, name: &str) -> Option<Member<'a>> {
@@ -652,6 +696,46 @@ pub(crate) mod tests {
             "invalid schema JSON: missing field `type`",
         );
         check(json!([{"name": "x", "meta-type": "nova", "whatever": [1]}]), "ok: 0/0/1");
+    }
+
+    /// An entity nested deeper than any QEMU's is refused before it is read, which would
+    /// recurse once per level: here on a small stack, with a peer's 1000 levels.
+    #[test]
+    fn deeply_nested_entities_are_refused() {
+        let entity = |levels: usize| {
+            let mut default = Value::Array(Vec::new());
+            for _ in 0..levels {
+                default = Value::Array(vec![default]);
+            }
+            let mut member = serde_json::Map::new();
+            member.insert("name".into(), json!("a"));
+            member.insert("type".into(), json!("str"));
+            member.insert("default".into(), default);
+            let mut object = serde_json::Map::new();
+            object.insert("name".into(), json!("o"));
+            object.insert("meta-type".into(), json!("object"));
+            object.insert("members".into(), Value::Array(vec![Value::Object(member)]));
+            Value::Array(vec![
+                Value::Object(object),
+                json!({"name": "str", "meta-type": "builtin", "json-type": "string"}),
+            ])
+        };
+        let verdicts = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                // The object, `members`, the member and `default`'s own array are 4 levels.
+                let fits = Schema::from_value(entity(MAX_ENTITY_NESTING - 4)).map(|s| s.len());
+                let deep = Schema::from_value(entity(MAX_ENTITY_NESTING - 3)).map(|s| s.len());
+                let absurd = Schema::from_value(entity(1000)).map(|s| s.len());
+                (fits.map_err(|e| e.to_string()), deep.map_err(|e| e.to_string()), absurd.map_err(|e| e.to_string()))
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let refused = "schema entity 'o' nests arrays and objects more than 32 levels deep".to_owned();
+        assert_eq!(verdicts, (Ok(2), Err(refused.clone()), Err(refused)));
+        assert_eq!(nesting(&json!(1), 8), 0);
+        assert_eq!(nesting(&json!({"a": [1, {"b": []}], "c": {}}), 8), 4);
     }
 
     #[test]

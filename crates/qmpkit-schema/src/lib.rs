@@ -50,6 +50,8 @@
 #![forbid(unsafe_code)]
 
 pub mod builder;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod index;
 pub mod model;
 pub mod render;

@@ -12,6 +12,13 @@
 //! * alternates as `(T | U)`.
 //!
 //! A command renders as `name(arg: T, opt?: U) -> R`; an event as `NAME(member: T)`.
+//!
+//! A peer's schema may be cyclic (an array of itself, a union that is its own variant) or
+//! fan out without end, so every walk here ends: a type that recurs with no object in
+//! between is written `…` (an array of itself is `[…]`), renderings are cut past fixed
+//! limits, and completions visit each type once.
+
+use std::collections::HashSet;
 
 use crate::index::{Command, Event, ObjectType, Type, TypeKind};
 
@@ -33,57 +40,127 @@ impl Default for RenderOptions {
     }
 }
 
+/// How many types one rendering writes at most before writing `…` instead: a peer's
+/// schema may fan out exponentially (an alternate of two arrays of an alternate of two
+/// arrays...), and a real QEMU's longest signature needs a few hundred.
+const MAX_RENDERED_TYPES: usize = 10_000;
+
+/// How deeply types may nest in one rendering (arrays and alternates count, not only
+/// objects) before writing `…`: a peer's schema may chain thousands of arrays.
+const MAX_RENDER_NESTING: usize = 64;
+
 /// Renders `ty` as text, within the limits of `opts`.
+///
+/// Whatever the schema, the rendering ends: a type that contains itself without an object
+/// in between (an array of itself, an alternate with itself as a branch) is written `…`
+/// where it recurs, objects nest at most [`RenderOptions::depth`] levels, and the text is
+/// cut with `…` past fixed limits on nesting and size.
 #[must_use]
 pub fn render_type(ty: Type<'_>, opts: &RenderOptions) -> String {
     let mut out = String::new();
-    write_type(&mut out, ty, opts, opts.depth);
+    Renderer::new(opts).write_type(&mut out, ty, opts.depth);
     out
 }
 
-fn write_type(out: &mut String, ty: Type<'_>, opts: &RenderOptions, depth: usize) {
-    match ty.kind() {
-        TypeKind::Builtin(_) | TypeKind::Other => out.push_str(ty.name()),
-        TypeKind::Enum(e) => {
-            let total = e.len();
-            for (i, value) in e.values().take(opts.max_enum_values).enumerate() {
-                if i > 0 {
-                    out.push('|');
+/// One rendering's walk: the limits, and the path of types being written.
+struct Renderer<'o> {
+    opts: &'o RenderOptions,
+    /// How many more types may be written.
+    budget: usize,
+    /// The types being written, outermost first.
+    path: Vec<usize>,
+    /// Where in `path` the innermost object's members start: a type that recurs after it
+    /// recurs without an object in between, which the object depth cannot bound.
+    fence: usize,
+}
+
+impl<'o> Renderer<'o> {
+    fn new(opts: &'o RenderOptions) -> Self {
+        Renderer { opts, budget: MAX_RENDERED_TYPES, path: Vec::new(), fence: 0 }
+    }
+
+    fn write_type(&mut self, out: &mut String, ty: Type<'_>, depth: usize) {
+        if self.budget == 0 || self.path.len() >= MAX_RENDER_NESTING || self.path[self.fence..].contains(&ty.index) {
+            out.push('…');
+            return;
+        }
+        self.budget -= 1;
+        self.path.push(ty.index);
+        self.write_kind(out, ty, depth);
+        self.path.pop();
+    }
+
+    fn write_kind(&mut self, out: &mut String, ty: Type<'_>, depth: usize) {
+        let opts = self.opts;
+        match ty.kind() {
+            TypeKind::Builtin(_) | TypeKind::Other => out.push_str(ty.name()),
+            TypeKind::Enum(e) => {
+                let total = e.len();
+                for (i, value) in e.values().take(opts.max_enum_values).enumerate() {
+                    if i > 0 {
+                        out.push('|');
+                    }
+                    out.push('\'');
+                    out.push_str(value);
+                    out.push('\'');
                 }
-                out.push('\'');
-                out.push_str(value);
-                out.push('\'');
-            }
-            if total > opts.max_enum_values {
-                out.push_str(&format!("|… ({total} values)"));
-            }
-        }
-        TypeKind::Array(element) => {
-            out.push('[');
-            write_type(out, element, opts, depth);
-            out.push(']');
-        }
-        TypeKind::Object(o) => {
-            if o.members().len() == 0 && o.variants().all(|(_, t)| is_empty_object(t)) {
-                out.push_str("{}");
-            } else if depth == 0 {
-                out.push_str("{…}");
-            } else {
-                out.push('{');
-                write_members(out, o, opts, depth - 1);
-                out.push('}');
-            }
-        }
-        TypeKind::Alternate(a) => {
-            out.push('(');
-            for (i, branch) in a.members().enumerate() {
-                if i > 0 {
-                    out.push_str(" | ");
+                if total > opts.max_enum_values {
+                    out.push_str(&format!("|… ({total} values)"));
                 }
-                write_type(out, branch, opts, depth);
             }
-            out.push(')');
+            TypeKind::Array(element) => {
+                out.push('[');
+                self.write_type(out, element, depth);
+                out.push(']');
+            }
+            TypeKind::Object(o) => {
+                if o.members().len() == 0 && o.variants().all(|(_, t)| is_empty_object(t)) {
+                    out.push_str("{}");
+                } else if depth == 0 {
+                    out.push_str("{…}");
+                } else {
+                    out.push('{');
+                    self.write_members(out, o, depth - 1);
+                    out.push('}');
+                }
+            }
+            TypeKind::Alternate(a) => {
+                out.push('(');
+                for (i, branch) in a.members().enumerate() {
+                    if i > 0 {
+                        out.push_str(" | ");
+                    }
+                    self.write_type(out, branch, depth);
+                }
+                out.push(')');
+            }
         }
+    }
+
+    /// Writes `a: T, b?: U` and, for a union, `; 'case': {…}` per non-empty variant.
+    fn write_members(&mut self, out: &mut String, o: ObjectType<'_>, depth: usize) {
+        let outer_fence = std::mem::replace(&mut self.fence, self.path.len());
+        for (i, member) in o.members().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(member.name());
+            if member.optional() {
+                out.push('?');
+            }
+            out.push_str(": ");
+            self.write_type(out, member.ty(), depth);
+        }
+        let variants: Vec<_> = o.variants().filter(|(_, t)| !is_empty_object(*t)).collect();
+        for (i, (case, ty)) in variants.iter().enumerate() {
+            if i == self.opts.max_variants {
+                out.push_str(&format!("; … ({} variants)", variants.len()));
+                break;
+            }
+            out.push_str(&format!("; '{case}': "));
+            self.write_type(out, *ty, depth);
+        }
+        self.fence = outer_fence;
     }
 }
 
@@ -91,36 +168,13 @@ fn is_empty_object(ty: Type<'_>) -> bool {
     ty.as_object().is_some_and(|o| o.members().len() == 0 && o.variants().len() == 0)
 }
 
-/// Writes `a: T, b?: U` and, for a union, `; 'case': {…}` per non-empty variant.
-fn write_members(out: &mut String, o: ObjectType<'_>, opts: &RenderOptions, depth: usize) {
-    for (i, member) in o.members().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        out.push_str(member.name());
-        if member.optional() {
-            out.push('?');
-        }
-        out.push_str(": ");
-        write_type(out, member.ty(), opts, depth);
-    }
-    let variants: Vec<_> = o.variants().filter(|(_, t)| !is_empty_object(*t)).collect();
-    for (i, (case, ty)) in variants.iter().enumerate() {
-        if i == opts.max_variants {
-            out.push_str(&format!("; … ({} variants)", variants.len()));
-            break;
-        }
-        out.push_str(&format!("; '{case}': "));
-        write_type(out, *ty, opts, depth);
-    }
-}
-
 /// The members of an argument object without braces, for `name(...)`.
 fn args_text(ty: Type<'_>, opts: &RenderOptions) -> String {
     let mut out = String::new();
+    let mut renderer = Renderer::new(opts);
     match ty.as_object() {
-        Some(o) => write_members(&mut out, o, opts, opts.depth.saturating_sub(1)),
-        None => write_type(&mut out, ty, opts, opts.depth),
+        Some(o) => renderer.write_members(&mut out, o, opts.depth.saturating_sub(1)),
+        None => renderer.write_type(&mut out, ty, opts.depth),
     }
     out
 }
@@ -197,52 +251,69 @@ fn resolve<'a>(mut ty: Type<'a>, path: &[&str]) -> Option<Type<'a>> {
     Some(ty)
 }
 
+/// The type of member `name` of `o`, or else of the first variant (searched depth first, in
+/// schema order) that has it. Each object is searched once, so a union that is its own
+/// variant, or a long chain of variants, costs no recursion.
 fn find_member<'a>(o: ObjectType<'a>, name: &str) -> Option<Type<'a>> {
-    if let Some(m) = o.member(name) {
-        return Some(m.ty());
+    let mut seen = HashSet::new();
+    let mut stack = vec![o];
+    while let Some(o) = stack.pop() {
+        if !seen.insert(o.index) {
+            continue;
+        }
+        if let Some(m) = o.member(name) {
+            return Some(m.ty());
+        }
+        let variants: Vec<_> = o.variants().filter_map(|(_, v)| v.as_object()).collect();
+        stack.extend(variants.into_iter().rev());
     }
-    o.variants().find_map(|(_, v)| v.as_object().and_then(|v| find_member(v, name)))
+    None
 }
 
+/// Walks the types reachable from `root` depth first, in schema order, each once, and hands
+/// each to `visit`, which returns the types to walk next. Visiting each type once keeps
+/// cycles finite and shared types cheap; first visits come in the order a plain recursive
+/// walk would first reach them, so results keep that order.
+fn walk_once<'a>(root: Type<'a>, mut visit: impl FnMut(Type<'a>) -> Vec<Type<'a>>) {
+    let mut seen = HashSet::new();
+    let mut stack = vec![root];
+    while let Some(ty) = stack.pop() {
+        if seen.insert(ty.index) {
+            stack.extend(visit(ty).into_iter().rev());
+        }
+    }
+}
+
+/// The member names of the objects at `ty` (looking through arrays and alternates, and into
+/// the object variants of unions), without repeats.
 fn member_names(ty: Type<'_>) -> Vec<&str> {
     let mut out = Vec::new();
-    match ty.kind() {
-        TypeKind::Object(o) => collect_members(o, &mut out),
-        TypeKind::Array(element) => out = member_names(element),
-        TypeKind::Alternate(a) => {
-            for branch in a.members() {
-                for name in member_names(branch) {
-                    if !out.contains(&name) {
-                        out.push(name);
-                    }
-                }
-            }
+    let mut seen_names = HashSet::new();
+    walk_once(ty, |ty| match ty.kind() {
+        TypeKind::Object(o) => {
+            out.extend(o.members().map(|m| m.name()).filter(|name| seen_names.insert(*name)));
+            o.variants().filter(|(_, v)| v.as_object().is_some()).map(|(_, v)| v).collect()
         }
-        _ => {}
-    }
+        TypeKind::Array(element) => vec![element],
+        TypeKind::Alternate(a) => a.members().collect(),
+        _ => Vec::new(),
+    });
     out
 }
 
-fn collect_members<'a>(o: ObjectType<'a>, out: &mut Vec<&'a str>) {
-    for member in o.members() {
-        if !out.contains(&member.name()) {
-            out.push(member.name());
-        }
-    }
-    for (_, variant) in o.variants() {
-        if let Some(v) = variant.as_object() {
-            collect_members(v, out);
-        }
-    }
-}
-
+/// The values of the enums at `ty`, looking through arrays and alternates.
 fn enum_values(ty: Type<'_>) -> Vec<&str> {
-    match ty.kind() {
-        TypeKind::Enum(e) => e.values().collect(),
-        TypeKind::Array(element) => enum_values(element),
-        TypeKind::Alternate(a) => a.members().flat_map(enum_values).collect(),
+    let mut out = Vec::new();
+    walk_once(ty, |ty| match ty.kind() {
+        TypeKind::Enum(e) => {
+            out.extend(e.values());
+            Vec::new()
+        }
+        TypeKind::Array(element) => vec![element],
+        TypeKind::Alternate(a) => a.members().collect(),
         _ => Vec::new(),
-    }
+    });
+    out
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@
 //! * an enum value it does not know: `Parameter 'b' does not accept value 'x'`;
 //! * for sized integers (known only to builder-made schemas): `Parameter 'b' expects uint8_t`;
 //!
-//! and descends into nested objects and arrays as it meets them. Only once every member of an
+//! and descends into nested objects and arrays as it meets them. Arrays and objects nested
+//! deeper than QEMU's parser accepts (1024 levels, which only a value built by hand can be)
+//! are refused with its text, `JSON nesting depth limit exceeded`. Only once every member of an
 //! object is valid does it report a key that is not a member: `Parameter 'a.c' is unexpected`.
 //!
 //! Names are rendered as QEMU renders them: nested members as `a.b`, array elements as
@@ -34,10 +36,15 @@
 //! * `device_add` is not generated from its schema in QEMU (`gen: false`) and accepts any
 //!   device property, so unexpected keys are not reported for it.
 
+use std::collections::HashSet;
+
 use serde_json::{Map, Value};
 
 use crate::index::{Command, Event, IntKind, ObjectType, Type, TypeKind};
 use crate::model::JsonType;
+
+/// QEMU's `MAX_NESTING`: the deepest nesting of arrays and objects its JSON parser accepts.
+const MAX_NESTING: usize = 1024;
 
 /// The commands whose QEMU marshaller is written by hand and accepts keys its schema lacks.
 const ACCEPTS_EXTRA_KEYS: &[&str] = &["device_add"];
@@ -56,6 +63,9 @@ pub enum ArgumentErrorKind {
     InvalidEnumValue,
     /// An integer is outside the range of its sized type, or not an unsigned integer.
     OutOfRange,
+    /// Arrays and objects are nested deeper than QEMU's JSON parser accepts (1024 levels,
+    /// counting the arguments object), which only a value built by hand can be.
+    TooDeep,
 }
 
 /// An invalid argument, described with QEMU's exact text. QEMU reports every such error with
@@ -104,6 +114,91 @@ enum Step {
     Index(usize),
 }
 
+/// An array or object being walked, with how far the walk got in it.
+enum Open<'s, 'v> {
+    Array {
+        element: Type<'s>,
+        items: &'v [Value],
+        /// The index of the next element to check.
+        next: usize,
+        /// The integer width of the elements, when the member is an array of sized integers.
+        int_kind: Option<IntKind>,
+    },
+    Object {
+        map: &'v Map<String, Value>,
+        /// The object, or the union variant, whose members are being checked.
+        current: ObjectType<'s>,
+        /// The index in `current` of the next member to check.
+        next: usize,
+        /// The objects of the chain of variants entered so far: each is checked once, so a
+        /// union that is its own variant ends.
+        chain: HashSet<usize>,
+        /// The keys that are members, for the check of unexpected keys at the end.
+        visited: HashSet<&'s str>,
+        /// Whether keys that are not members are accepted (`device_add`).
+        extra_keys_ok: bool,
+    },
+}
+
+/// A nested value to check: its step from its container, its type, and the integer width
+/// its member declares.
+type Child<'s, 'v> = (Step, Type<'s>, &'v Value, Option<IntKind>);
+
+impl<'s, 'v> Open<'s, 'v> {
+    fn object(ty: ObjectType<'s>, map: &'v Map<String, Value>, extra_keys_ok: bool) -> Self {
+        let chain = HashSet::from([ty.index]);
+        Open::Object { map, current: ty, next: 0, chain, visited: HashSet::new(), extra_keys_ok }
+    }
+
+    /// The next nested value to check, with its step and type, or `None` once every one
+    /// was checked and the container itself is valid. QEMU's order: an object's members in
+    /// schema order, then those of the variant its tag selects (and so on down the chain),
+    /// and only then a key that is not a member.
+    fn next_child(&mut self, walker: &Walker) -> Result<Option<Child<'s, 'v>>, ArgumentError> {
+        match self {
+            Open::Array { element, items, next, int_kind } => {
+                let Some(item) = items.get(*next) else { return Ok(None) };
+                *next += 1;
+                Ok(Some((Step::Index(*next - 1), *element, item, *int_kind)))
+            }
+            Open::Object { map, current, next, chain, visited, extra_keys_ok } => loop {
+                if let Some(member) = current.member_at(*next) {
+                    *next += 1;
+                    let Some(value) = map.get(member.name()) else {
+                        if member.optional() {
+                            continue;
+                        }
+                        let name = walker.name_of(member.name());
+                        let desc = format!("Parameter '{name}' is missing");
+                        return Err(Walker::err(ArgumentErrorKind::Missing, name, desc));
+                    };
+                    visited.insert(member.name());
+                    return Ok(Some((Step::Member(member.name().to_owned()), member.ty(), value, member.int_kind())));
+                }
+                let variant = match current.tag().and_then(|tag| map.get(tag)) {
+                    Some(Value::String(case)) => current.variant(case).and_then(|t| t.as_object()),
+                    _ => None,
+                };
+                if let Some(variant) = variant.filter(|v| chain.insert(v.index)) {
+                    (*current, *next) = (variant, 0);
+                    continue;
+                }
+                if *extra_keys_ok {
+                    return Ok(None);
+                }
+                return match map.keys().find(|k| !visited.contains(k.as_str())) {
+                    Some(key) => {
+                        let name = walker.name_of(key);
+                        let desc = format!("Parameter '{name}' is unexpected");
+                        Err(Walker::err(ArgumentErrorKind::Unexpected, name, desc))
+                    }
+                    None => Ok(None),
+                };
+            },
+        }
+    }
+}
+
 /// The walker: the path to the current value, as QEMU's visitor keeps its stack.
 struct Walker {
     path: Vec<Step>,
@@ -125,6 +220,16 @@ impl Walker {
             }
         }
         out
+    }
+
+    /// The full name of member `member` of the current value.
+    fn name_of(&self, member: &str) -> String {
+        let mut name = self.full_name();
+        if !name.is_empty() {
+            name.push('.');
+        }
+        name.push_str(member);
+        name
     }
 
     /// The bare name QEMU passes to some messages: the innermost member, or `null` for an
@@ -151,70 +256,51 @@ impl Walker {
         Self::err(ArgumentErrorKind::OutOfRange, name, desc)
     }
 
-    /// Checks a whole object: its members, then its unexpected keys.
-    fn object(
-        &mut self,
-        ty: ObjectType<'_>,
-        map: &Map<String, Value>,
-        extra_keys_ok: bool,
-    ) -> Result<(), ArgumentError> {
-        let mut visited: Vec<&str> = Vec::new();
-        self.members(ty, map, &mut visited)?;
-        if extra_keys_ok {
-            return Ok(());
-        }
-        if let Some(key) = map.keys().find(|k| !visited.contains(&k.as_str())) {
-            self.path.push(Step::Member(key.clone()));
-            let name = self.full_name();
-            self.path.pop();
-            let desc = format!("Parameter '{name}' is unexpected");
-            return Err(Self::err(ArgumentErrorKind::Unexpected, name, desc));
-        }
-        Ok(())
-    }
-
-    /// Checks the members of `ty` and of the variant its tag selects, recording the keys seen.
-    fn members<'s>(
-        &mut self,
-        ty: ObjectType<'s>,
-        map: &Map<String, Value>,
-        visited: &mut Vec<&'s str>,
-    ) -> Result<(), ArgumentError> {
-        for member in ty.members() {
-            let Some(value) = map.get(member.name()) else {
-                if member.optional() {
-                    continue;
+    /// Checks `value` against `ty`, and everything nested in it, in QEMU's order. The path to
+    /// `value` is already on `self.path`.
+    ///
+    /// The walk keeps its own stack of open arrays and objects instead of recursing, so that
+    /// neither a deep value nor a long chain of types in a peer's schema uses the thread's
+    /// stack; the depth of values is bounded by [`MAX_NESTING`] all the same.
+    fn check<'s, 'v>(&mut self, root: Open<'s, 'v>) -> Result<(), ArgumentError> {
+        let mut open = vec![root];
+        while let Some(top) = open.last_mut() {
+            match top.next_child(self)? {
+                Some((step, ty, value, int_kind)) => {
+                    self.path.push(step);
+                    match self.enter(ty, value, int_kind)? {
+                        Some(child) => open.push(child),
+                        None => {
+                            self.path.pop();
+                        }
+                    }
                 }
-                self.path.push(Step::Member(member.name().to_owned()));
-                let name = self.full_name();
-                self.path.pop();
-                let desc = format!("Parameter '{name}' is missing");
-                return Err(Self::err(ArgumentErrorKind::Missing, name, desc));
-            };
-            visited.push(member.name());
-            self.path.push(Step::Member(member.name().to_owned()));
-            let result = self.value(member.ty(), value, member.int_kind());
-            self.path.pop();
-            result?;
-        }
-        if let Some(tag) = ty.tag() {
-            if let Some(Value::String(case)) = map.get(tag) {
-                if let Some(variant) = ty.variant(case).and_then(|t| t.as_object()) {
-                    self.members(variant, map, visited)?;
+                None => {
+                    open.pop();
+                    // The root's step belongs to the caller; every other one was pushed here.
+                    if !open.is_empty() {
+                        self.path.pop();
+                    }
                 }
             }
         }
         Ok(())
     }
 
-    /// Checks one value against `ty`.
-    fn value(&mut self, ty: Type<'_>, value: &Value, int_kind: Option<IntKind>) -> Result<(), ArgumentError> {
+    /// Checks `value` against `ty` as far as it can without looking inside it: a scalar is
+    /// checked whole, an array or object is opened for [`Walker::check`] to walk.
+    fn enter<'s, 'v>(
+        &self,
+        ty: Type<'s>,
+        value: &'v Value,
+        int_kind: Option<IntKind>,
+    ) -> Result<Option<Open<'s, 'v>>, ArgumentError> {
         match ty.kind() {
-            TypeKind::Builtin(json_type) => self.builtin(json_type, value, int_kind),
+            TypeKind::Builtin(json_type) => self.builtin(json_type, value, int_kind).map(|()| None),
             TypeKind::Enum(e) => {
                 let Value::String(s) = value else { return Err(self.invalid_type("string")) };
                 if e.contains(s) {
-                    Ok(())
+                    Ok(None)
                 } else {
                     let name = self.bare_name();
                     let desc = format!("Parameter '{name}' does not accept value '{s}'");
@@ -223,22 +309,19 @@ impl Walker {
             }
             TypeKind::Array(element) => {
                 let Value::Array(items) = value else { return Err(self.invalid_type("array")) };
-                for (i, item) in items.iter().enumerate() {
-                    self.path.push(Step::Index(i));
-                    let result = self.value(element, item, int_kind);
-                    self.path.pop();
-                    result?;
-                }
-                Ok(())
+                self.descend()?;
+                Ok(Some(Open::Array { element, items, next: 0, int_kind }))
             }
             TypeKind::Object(o) => {
                 let Value::Object(map) = value else { return Err(self.invalid_type("object")) };
-                self.object(o, map, false)
+                self.descend()?;
+                Ok(Some(Open::object(o, map, false)))
             }
             TypeKind::Alternate(alt) => {
-                let branch = alt.members().find(|branch| accepts_json_kind(*branch, value));
-                match branch {
-                    Some(branch) => self.value(branch, value, int_kind),
+                // QEMU picks the branch by the value's JSON type; no branch is an alternate
+                // (`accepts_json_kind` says no to them), so this recurses once at most.
+                match alt.members().find(|branch| accepts_json_kind(*branch, value)) {
+                    Some(branch) => self.enter(branch, value, int_kind),
                     None => {
                         let name = self.bare_name();
                         let type_name = ty.real_name().unwrap_or(ty.name());
@@ -247,11 +330,22 @@ impl Walker {
                     }
                 }
             }
-            TypeKind::Other => Ok(()),
+            TypeKind::Other => Ok(None),
         }
     }
 
-    fn builtin(&mut self, json_type: &JsonType, value: &Value, int_kind: Option<IntKind>) -> Result<(), ArgumentError> {
+    /// Refuses to open a container nested deeper than QEMU's parser accepts, so that a value
+    /// built by hand cannot make the walk unbounded. Levels count from the arguments object
+    /// (level 1); [`Type::validate_value`] checks its value as a member of one (level 2).
+    fn descend(&self) -> Result<(), ArgumentError> {
+        if self.path.len() < MAX_NESTING {
+            return Ok(());
+        }
+        let name = self.full_name();
+        Err(Self::err(ArgumentErrorKind::TooDeep, name, "JSON nesting depth limit exceeded".to_owned()))
+    }
+
+    fn builtin(&self, json_type: &JsonType, value: &Value, int_kind: Option<IntKind>) -> Result<(), ArgumentError> {
         let ok = match json_type {
             JsonType::String => value.is_string(),
             JsonType::Number => value.is_number(),
@@ -268,7 +362,7 @@ impl Walker {
     /// QEMU's integer checks: `int64` needs a JSON integer in `i64`; `uint64` and `size` take
     /// any JSON integer in `i64` or `u64` (negative ones wrap, for backward compatibility); the
     /// narrower types then check the range.
-    fn integer(&mut self, value: &Value, int_kind: Option<IntKind>) -> Result<(), ArgumentError> {
+    fn integer(&self, value: &Value, int_kind: Option<IntKind>) -> Result<(), ArgumentError> {
         let number = value.as_number();
         let (signed, unsigned) = match number {
             Some(n) => (n.as_i64(), n.as_u64()),
@@ -343,7 +437,7 @@ fn check_object(ty: Type<'_>, args: Option<&Map<String, Value>>, lenient_top_lev
     let map = args.unwrap_or(&empty);
     let mut walker = Walker { path: Vec::new() };
     match ty.kind() {
-        TypeKind::Object(o) => walker.object(o, map, lenient_top_level),
+        TypeKind::Object(o) => walker.check(Open::object(o, map, lenient_top_level)),
         // Not an object type (a malformed schema): nothing QEMU would accept can be checked.
         _ => Ok(()),
     }
@@ -380,7 +474,10 @@ impl Type<'_> {
     /// The first mismatch, with QEMU's text.
     pub fn validate_value(&self, name: &str, value: &Value) -> Result<(), ArgumentError> {
         let mut walker = Walker { path: vec![Step::Member(name.to_owned())] };
-        walker.value(*self, value, None)
+        match walker.enter(*self, value, None)? {
+            Some(open) => walker.check(open),
+            None => Ok(()),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use qmpkit::agent::{Agent, AgentBuilder, AgentCallOptions, Exec};
-use qmpkit::{Disconnect, Error, ErrorClass};
+use qmpkit::{Disconnect, Error, ErrorClass, GoneCause};
 use qmpkit_tests::agent_fixture::{FromClient, ScriptedAgent};
 use serde_json::{Value, json};
 
@@ -267,7 +267,7 @@ async fn the_end_of_a_given_stream_fails_calls_at_once() {
     peer.expect("guest-ping").await;
     peer.close().await;
     let err = call.await.unwrap().unwrap_err();
-    assert!(matches!(err, Error::Disconnected(Disconnect::Eof)), "{err}");
+    assert!(matches!(err, Error::Disconnected(Disconnect::ServerGone { cause: GoneCause::Eof })), "{err}");
     // A stream cannot be reopened: later calls and wait_ready fail at once.
     assert!(agent.ping().await.unwrap_err().is_disconnected());
     assert!(agent.wait_ready(Duration::from_secs(60)).await.unwrap_err().is_disconnected());

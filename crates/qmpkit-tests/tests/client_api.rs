@@ -153,7 +153,7 @@ async fn connect_until_ready_reports_what_it_last_saw() {
     assert_eq!(started.elapsed(), deadline);
     match &mute {
         Error::NotReady { attempts: 1, last, .. } => {
-            assert!(matches!(&**last, Error::Timeout { what, .. } if what == "negotiation"), "{last}");
+            assert!(matches!(&**last, Error::NoGreeting { after } if *after == deadline), "{last}");
         }
         other => panic!("{other:?}"),
     }

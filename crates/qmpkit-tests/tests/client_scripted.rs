@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use qmpkit::{CallOptions, Client, Disconnect, Error, EventFilter, EventItem, MisuseError};
+use qmpkit::{CallOptions, Client, Disconnect, Error, EventFilter, EventItem, GoneCause, MisuseError};
 use qmpkit_tests::{GREETING_OOB, GREETING_PLAIN, Peer};
 use serde_json::{Value, json};
 
@@ -148,10 +148,16 @@ async fn eof_mid_message_fails_every_pending_call_and_later_calls() {
     peer.send(b"{\"return\": {\"sta").await;
     peer.close().await;
     for call in calls {
-        assert!(matches!(call.await.unwrap(), Err(Error::Disconnected(Disconnect::EofMidMessage))));
+        assert!(matches!(
+            call.await.unwrap(),
+            Err(Error::Disconnected(Disconnect::ServerGone { cause: GoneCause::EofMidMessage }))
+        ));
     }
-    assert!(matches!(client.closed().await, Disconnect::EofMidMessage));
-    assert!(matches!(client.execute("query-status", ()).await, Err(Error::Disconnected(Disconnect::EofMidMessage))));
+    assert!(matches!(client.closed().await, Disconnect::ServerGone { cause: GoneCause::EofMidMessage }));
+    assert!(matches!(
+        client.execute("query-status", ()).await,
+        Err(Error::Disconnected(Disconnect::ServerGone { cause: GoneCause::EofMidMessage }))
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -167,7 +173,7 @@ async fn quit_followed_by_eof_is_success() {
     quit.unwrap();
     assert_eq!(events.next_event().await.map(|e| e.name), Some("SHUTDOWN".to_owned()));
     assert_eq!(events.next().await, None);
-    assert!(matches!(events.end_reason(), Some(Disconnect::Eof)));
+    assert!(matches!(events.end_reason(), Some(Disconnect::ServerGone { cause: GoneCause::Eof })));
 }
 
 #[tokio::test(start_paused = true)]
@@ -328,6 +334,8 @@ async fn a_slow_subscriber_lags_while_others_and_calls_go_on() {
     }
     assert_eq!(items.len(), 5, "{items:?}");
     assert_eq!(items[4], EventItem::Lagged { missed: 96 });
+    let stats = client.stats();
+    assert_eq!((stats.events, stats.lagged_events), (100, 96), "{stats:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -361,7 +369,16 @@ async fn a_silent_server_times_out_the_handshake() {
     // QEMU accepts a second client and then says nothing until the first one leaves.
     let (io, _peer) = Peer::pair(PIPE);
     let result = Client::builder().handshake_timeout(Some(Duration::from_secs(3))).over(io).await;
-    assert!(matches!(result, Err(Error::Timeout { ref what, .. }) if what == "negotiation"));
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::NoGreeting { after } if after == Duration::from_secs(3)), "{err:?}");
+    assert!(err.is_timeout());
+    assert!(err.to_string().contains("another client probably holds this monitor"), "{err}");
+
+    // A greeting and then silence is a negotiation that timed out.
+    let (io, mut peer) = Peer::pair(PIPE);
+    peer.send(GREETING_OOB).await;
+    let result = Client::builder().handshake_timeout(Some(Duration::from_secs(3))).over(io).await;
+    assert!(matches!(result, Err(Error::Timeout { ref what, .. }) if what == "negotiation"), "{result:?}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -16,13 +16,15 @@ pub use qmpkit_proto::{LimitError, MisuseError, ProtocolError, QmpError};
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Disconnect {
-    /// The server closed the connection.
-    #[error("the server closed the connection")]
-    Eof,
-    /// The server closed the connection in the middle of a message.
-    #[error("the server closed the connection in the middle of a message")]
-    EofMidMessage,
-    /// Reading or writing failed.
+    /// The server went away: it closed the connection, exited or died. Whether that shows as
+    /// an end of stream or a reset depends on timing (a reset when it died with our bytes
+    /// unread), so it is one reason and `cause` keeps the detail.
+    #[error("the server went away ({cause})")]
+    ServerGone {
+        /// How the end looked on this side.
+        cause: GoneCause,
+    },
+    /// Reading or writing failed for another reason.
     #[error("the connection failed: {0}")]
     Io(Arc<io::Error>),
     /// The server broke the protocol in a way the session cannot recover from.
@@ -34,6 +36,42 @@ pub enum Disconnect {
     /// The client was closed, or every handle to it was dropped.
     #[error("the client was closed")]
     Closed,
+}
+
+/// How a server that went away ended the connection ([`Disconnect::ServerGone`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum GoneCause {
+    /// The stream ended between messages.
+    #[error("end of stream")]
+    Eof,
+    /// The stream ended in the middle of a message.
+    #[error("end of stream in the middle of a message")]
+    EofMidMessage,
+    /// The connection was reset, the pipe broke, or a stream that frames its own end (TLS)
+    /// ended without that frame (`ECONNRESET`, `EPIPE`, `ECONNABORTED`, `UnexpectedEof`).
+    #[error("{0}")]
+    Reset(Arc<io::Error>),
+}
+
+impl Disconnect {
+    /// The reason for an IO error: the server going away when that is what the error says.
+    #[must_use]
+    pub fn from_io(err: io::Error) -> Self {
+        match err.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof => Disconnect::ServerGone { cause: GoneCause::Reset(Arc::new(err)) },
+            _ => Disconnect::Io(Arc::new(err)),
+        }
+    }
+
+    /// Whether the server went away (closed, exited or died).
+    #[must_use]
+    pub fn is_server_gone(&self) -> bool {
+        matches!(self, Disconnect::ServerGone { .. })
+    }
 }
 
 /// An error of the QMP client.
@@ -62,6 +100,17 @@ pub enum Error {
     Timeout {
         /// What timed out: a command's name, `connect` or `negotiation`.
         what: String,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The connection opened but no greeting arrived before the handshake deadline. A QEMU
+    /// monitor that already has a client accepts a second one and says nothing until the
+    /// first leaves; a peer that never greets (the guest agent) needs
+    /// [`ClientBuilder::no_greeting`](crate::ClientBuilder::no_greeting).
+    #[error(
+        "no QMP greeting within {after:?}: another client probably holds this monitor (QEMU accepts a second client and stays silent until the first leaves), or the peer does not greet (the guest agent needs no_greeting())"
+    )]
+    NoGreeting {
         /// The deadline.
         after: Duration,
     },
@@ -131,7 +180,7 @@ impl Error {
     /// Whether a deadline passed ([`Error::Timeout`], or [`Error::NotReady`]).
     #[must_use]
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout { .. } | Error::NotReady { .. })
+        matches!(self, Error::Timeout { .. } | Error::NotReady { .. } | Error::NoGreeting { .. })
     }
 }
 

@@ -23,8 +23,8 @@ pub mod server;
 pub mod transport;
 pub mod types;
 
-pub use client::{CallOptions, Client, ClientBuilder, EventFilter, EventItem, EventStream};
-pub use error::{Disconnect, Error, LimitError, MisuseError, ProtocolError, QmpError};
+pub use client::{CallOptions, Client, ClientBuilder, EventFilter, EventItem, EventStream, Stats};
+pub use error::{Disconnect, Error, GoneCause, LimitError, MisuseError, ProtocolError, QmpError};
 pub use qmpkit_proto as proto;
 pub use qmpkit_proto::{Command, ErrorClass, Event, Greeting, Id, Response, Timestamp};
 pub use types::QmpEvent;

@@ -25,6 +25,7 @@ fn events(session: &mut ClientSession<u32>) -> Vec<String> {
                 Ok(v) => format!("reply {data} ok {v}"),
                 Err(e) => format!("reply {data} err {}", e.desc),
             },
+            ClientEvent::Failed { data, error, .. } => format!("failed {data}: {error}"),
             ClientEvent::Event(e) => format!("event {}", e.name),
             ClientEvent::Dropped(Dropped::UnknownId(r)) => {
                 format!("dropped unknown id {:?}", r.id.map(|i| i.to_string()))
@@ -119,7 +120,10 @@ fn routes_events_unknown_ids_and_id_less_errors() {
             "reply 1 ok {}"
         ]
     );
-    assert_eq!(s.stats(), ClientStats { unknown_ids: 1, server_parse_errors: 1, malformed: 0, events: 1 });
+    assert_eq!(
+        s.stats(),
+        ClientStats { unknown_ids: 1, server_parse_errors: 1, malformed: 0, missing_ids: 0, events: 1 }
+    );
 }
 
 #[test]
@@ -333,6 +337,8 @@ fn replay(version: &str) {
                     }
                     session.handle_input(bytes);
                     got.extend(events(&mut session).into_iter().filter(|e| e != "ready"));
+                    // What waited for the greeting is written now, as a transport would.
+                    while session.poll_transmit().is_some() {}
                 }
             }
         }
@@ -378,5 +384,124 @@ fn error_classes_survive_routing() {
             assert_eq!(response.result.unwrap_err().class, ErrorClass::DeviceNotFound);
         }
         other => panic!("{other:?}"),
+    }
+}
+
+const PARSE_ERROR: &[u8] =
+    b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, expecting value\"}}\r\n";
+
+#[test]
+fn a_reply_without_its_id_goes_to_the_only_call_in_flight() {
+    let mut s = ready_session(GREETING_OOB);
+    s.send(Command::new("a"), 1).unwrap();
+    // Queued and not yet written: it cannot be what the reply answers.
+    transmitted(&mut s);
+    s.handle_input(PARSE_ERROR);
+    s.handle_input(b"{\"return\": 42}\r\n");
+    assert_eq!(events(&mut s), ["dropped parse error JSON parse error, expecting value", "reply 1 ok 42"]);
+    assert_eq!(s.stats().missing_ids, 1);
+    assert_eq!(s.stats().server_parse_errors, 1);
+    // A peer that drops ids still negotiates.
+    let mut s: ClientSession<u32> = ClientSession::new(ClientConfig::default());
+    s.handle_input(GREETING_OOB);
+    transmitted(&mut s);
+    s.handle_input(b"{\"return\": {}}\r\n");
+    assert_eq!(events(&mut s), ["greeting", "ready"]);
+}
+
+#[test]
+fn a_reply_without_its_id_among_several_fails_the_oldest_in_band_call() {
+    let mut s = ready_session(GREETING_OOB);
+    s.send(Command::new("a"), 1).unwrap();
+    s.send(Command::new("b"), 2).unwrap();
+    s.send(Command::new("c").out_of_band(), 3).unwrap();
+    transmitted(&mut s);
+    // QEMU's own id-less errors fail nobody, whatever is in flight.
+    s.handle_input(PARSE_ERROR);
+    s.handle_input(b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input must be a JSON object\"}}\r\n");
+    s.handle_input(b"{\"return\": \"first\"}\r\n{\"return\": \"second\"}\r\n{\"return\": \"third\"}\r\n");
+    assert_eq!(
+        events(&mut s),
+        [
+            "dropped parse error JSON parse error, expecting value",
+            "dropped parse error QMP input must be a JSON object",
+            "failed 1: the peer answered without an id while several commands with ids were waiting: {\"return\":\"first\"}",
+            "failed 2: the peer answered without an id while several commands with ids were waiting: {\"return\":\"second\"}",
+            "reply 3 ok \"third\"",
+        ]
+    );
+    assert_eq!(s.stats().missing_ids, 3);
+    assert_eq!(s.pending_len(), 0);
+    s.handle_input(b"{\"return\": \"nobody\"}\r\n");
+    assert_eq!(events(&mut s), ["dropped unknown id None"]);
+}
+
+#[test]
+fn a_parse_error_among_id_less_commands_closes_the_session() {
+    let mut s = ready_session(GREETING_NO_CAPS);
+    s.send_without_id(Command::new("a"), 1).unwrap();
+    s.send_without_id(Command::new("b"), 2).unwrap();
+    transmitted(&mut s);
+    // An envelope error answers one value, in order; a parse error may answer none.
+    s.handle_input(b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input member 'x' is unexpected\"}}\r\n");
+    s.handle_input(PARSE_ERROR);
+    let got = events(&mut s);
+    assert_eq!(got[0], "reply 1 err QMP input member 'x' is unexpected");
+    assert!(
+        got[1].starts_with("closed the server sent an unmatched error without an id (GenericError: JSON parse error"),
+        "{got:?}"
+    );
+    assert_eq!(s.drain(), [2]);
+}
+
+#[test]
+fn a_peer_that_is_not_qmp_fails_at_its_first_bytes() {
+    for (input, quoted) in [
+        (&b"QEMU 7.2.0 monitor - type 'help' for more information\r\n(qemu) "[..], "QEMU 7.2.0 monitor"),
+        (b"Debian GNU/Linux 12 vm ttyS0\r\n\r\nvm login: ", "Debian GNU/Linux"),
+        (b"{\"hello\": 1}\r\n", "{\\\"hello\\\": 1}"),
+    ] {
+        let mut s: ClientSession<u32> = ClientSession::new(ClientConfig::default());
+        s.handle_input(b"{\"timestamp\": {\"seconds\": 1, \"microseconds\": 0}, \"event\": \"RESUME\"}\r\n");
+        assert_eq!(events(&mut s), ["event RESUME"]);
+        s.handle_input(input);
+        let got = events(&mut s);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].starts_with("closed the peer sent \"{\\\"timestamp"), "{got:?}");
+        assert!(got[0].contains(quoted) && got[0].contains("not a QMP greeting"), "{got:?}");
+        assert_eq!(s.state(), ClientState::Closed);
+    }
+}
+
+#[test]
+fn a_greeting_without_a_version_is_used_without_negotiation() {
+    let mut s: ClientSession<u32> = ClientSession::new(ClientConfig::default());
+    s.send(Command::new("q"), 1).unwrap();
+    s.handle_input(b"{\"QMP\": {\"capabilities\": []}}\r\n");
+    assert_eq!(events(&mut s), ["greeting", "ready"]);
+    assert_eq!(transmitted(&mut s), ["{\"execute\":\"q\",\"id\":0}"]);
+}
+
+#[test]
+fn encoded_commands_are_the_bytes_of_commands() {
+    let mut arguments = serde_json::Map::new();
+    arguments.insert("a\"b".into(), json!([1, {"c": null}]));
+    for command in [
+        Command::new("query-status"),
+        Command::new("x\"y").with_id(Id::new(json!({"k": [1]}))).with_arguments(arguments.clone()),
+        Command::new("query-yank").out_of_band().with_id(7),
+    ] {
+        let mut expected = Vec::new();
+        command.encode(&mut expected);
+        let (_, bytes) = EncodedCommand::new(&command).finish(command.id.as_ref());
+        assert_eq!(String::from_utf8(bytes).unwrap(), String::from_utf8(expected.clone()).unwrap());
+        let arguments = command.arguments.clone().map(Value::Object).unwrap_or(Value::Null);
+        let serialized = EncodedCommand::serialize(command.kind, &command.name, &arguments).unwrap();
+        let (_, bytes) = serialized.finish(command.id.as_ref());
+        assert_eq!(String::from_utf8(bytes).unwrap(), String::from_utf8(expected).unwrap());
+    }
+    for not_an_object in [json!([1]), json!("s"), json!(1)] {
+        let err = EncodedCommand::serialize(ExecKind::Execute, "q", &not_an_object).unwrap_err();
+        assert_eq!(err.to_string(), format!("got {not_an_object}"));
     }
 }

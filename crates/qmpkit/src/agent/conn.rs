@@ -20,7 +20,7 @@ use qmpkit_proto::{Command, FrameError, Framer, Id, Limits, Mode, ProtocolError}
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::error::{Disconnect, Error};
+use crate::error::{Disconnect, Error, GoneCause};
 use crate::transport::{Endpoint, Stream};
 
 /// The reset byte and the sentinel: `0xFF` never occurs in UTF-8, so never in JSON text.
@@ -118,7 +118,7 @@ impl Conn {
             io.flush().await
         }
         .await;
-        result.map_err(|e| self.drop_connection(Disconnect::Io(Arc::new(e))))
+        result.map_err(|e| self.drop_connection(Disconnect::from_io(e)))
     }
 
     /// Reads more bytes into `scratch`; the end of the stream is an error.
@@ -126,11 +126,11 @@ impl Conn {
         let io = self.io.as_mut().ok_or(Error::Disconnected(Disconnect::Closed))?;
         match io.read(&mut self.scratch).await {
             Ok(0) => {
-                let reason = if self.framer.is_mid_message() { Disconnect::EofMidMessage } else { Disconnect::Eof };
-                Err(self.drop_connection(reason))
+                let cause = if self.framer.is_mid_message() { GoneCause::EofMidMessage } else { GoneCause::Eof };
+                Err(self.drop_connection(Disconnect::ServerGone { cause }))
             }
             Ok(n) => Ok(n),
-            Err(e) => Err(self.drop_connection(Disconnect::Io(Arc::new(e)))),
+            Err(e) => Err(self.drop_connection(Disconnect::from_io(e))),
         }
     }
 

@@ -6,20 +6,21 @@
 //! its caller and each event to the subscribers in wire order, and when the connection ends it
 //! fails every pending call at once with the reason.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use qmpkit_proto::client::{ClientEvent, Dropped};
+use qmpkit_proto::client::{ClientEvent, ClientStats, Dropped, EncodedCommand};
 use qmpkit_proto::message::RawResponse;
-use qmpkit_proto::{ClientSession, Command, Error as ProtoError, Id};
+use qmpkit_proto::{ClientSession, Error as ProtoError};
 use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::client::events::Subscribers;
-use crate::error::{Disconnect, Error};
+use crate::error::{Disconnect, Error, GoneCause};
 use crate::transport::Socket;
 
 /// How much the driver reads at a time.
@@ -37,8 +38,8 @@ pub(crate) enum ToDriver {
 pub(crate) struct Call {
     /// The handle's key for the call, used to cancel it.
     pub(crate) key: u64,
-    /// The command; an id set here is used as given.
-    pub(crate) command: Command,
+    /// The command, encoded by the caller's task; an id set on it is used as given.
+    pub(crate) command: EncodedCommand,
     /// Send it without any id (its reply is the next id-less response).
     pub(crate) anonymous: bool,
     /// File descriptors to send with the command's bytes.
@@ -47,12 +48,26 @@ pub(crate) struct Call {
     pub(crate) reply: oneshot::Sender<Result<RawResponse, Error>>,
 }
 
-/// What the session stores for a pending call.
+/// What the session stores for a pending call: the session's table is the only routing
+/// table, so the handle's key (for cancellation) and the descriptors waiting to be written
+/// live here too.
 #[derive(Debug)]
 pub(crate) struct Pending {
     key: u64,
-    name: String,
+    /// `quit`, whose success is the end of the stream.
+    quit: bool,
+    /// Descriptors to send with the command's bytes, taken when they are written.
+    fds: Vec<OwnedFd>,
     reply: oneshot::Sender<Result<RawResponse, Error>>,
+}
+
+/// What the driver shares with the handles besides the subscribers.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// The session's counts, copied after each read that changed them.
+    pub(crate) stats: Mutex<ClientStats>,
+    /// Whether the greeting arrived, to tell a silent peer from a slow negotiation.
+    pub(crate) greeted: AtomicBool,
 }
 
 /// What the handshake learned, sent once the session is ready.
@@ -104,6 +119,15 @@ impl Writer {
         }
     }
 
+    /// Pushes out what a buffering stream (a `BufWriter`, TLS) holds. Cancel-safe: the
+    /// stream keeps its state, and the driver flushes again until a flush completes.
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Writer::Socket(_) => Ok(()),
+            Writer::Other(w) => w.flush().await,
+        }
+    }
+
     async fn shutdown(&mut self) {
         let _ = match self {
             Writer::Socket(socket) => socket.shutdown_write(),
@@ -125,9 +149,15 @@ pub(crate) struct Driver {
     pub(crate) subscribers: Arc<Subscribers>,
     pub(crate) ready: Option<oneshot::Sender<Result<Ready, Error>>>,
     pub(crate) closed: watch::Sender<Option<Disconnect>>,
-    keys: HashMap<u64, Id>,
-    fds: HashMap<Id, Vec<OwnedFd>>,
+    shared: Arc<Shared>,
+    /// The last counts copied to `shared`.
+    stats: ClientStats,
+    /// How many pending calls still hold descriptors; while none do, writing a command
+    /// looks nothing up.
+    fds_waiting: usize,
     out: VecDeque<Outgoing>,
+    /// Bytes were written to a stream that may buffer them and no flush completed since.
+    unflushed: bool,
 }
 
 impl Driver {
@@ -136,15 +166,18 @@ impl Driver {
         subscribers: Arc<Subscribers>,
         ready: oneshot::Sender<Result<Ready, Error>>,
         closed: watch::Sender<Option<Disconnect>>,
+        shared: Arc<Shared>,
     ) -> Self {
         Driver {
             session,
             subscribers,
             ready: Some(ready),
             closed,
-            keys: HashMap::new(),
-            fds: HashMap::new(),
+            shared,
+            stats: ClientStats::default(),
+            fds_waiting: 0,
             out: VecDeque::new(),
+            unflushed: false,
         }
     }
 
@@ -166,27 +199,32 @@ impl Driver {
                 biased;
                 Some(key) = cancels.recv() => self.cancel(key),
                 message = calls.recv() => match message {
-                    Some(ToDriver::Call(call)) => self.call(call),
+                    Some(ToDriver::Call(call)) => self.call(*call),
                     // Every handle is gone, or one asked to close.
                     Some(ToDriver::Close) | None => break Disconnect::Closed,
                 },
-                written = write_front(&mut writer, &mut self.out), if !self.out.is_empty() => {
+                written = write_or_flush(&mut writer, &mut self.out, &mut self.unflushed),
+                    if !self.out.is_empty() || self.unflushed =>
+                {
                     if let Err(err) = written {
-                        break Disconnect::Io(Arc::new(err));
+                        break Disconnect::from_io(err);
                     }
                 }
                 read = reader.read(&mut buf) => match read {
                     Ok(0) => {
                         let mid_message = matches!(self.session.handle_eof(), ProtoError::Protocol(qmpkit_proto::ProtocolError::TruncatedMessage));
-                        break if mid_message { Disconnect::EofMidMessage } else { Disconnect::Eof };
+                        let cause = if mid_message { GoneCause::EofMidMessage } else { GoneCause::Eof };
+                        break Disconnect::ServerGone { cause };
                     }
                     Ok(n) => {
                         self.session.handle_input(&buf[..n]);
-                        if let Some(reason) = self.route() {
+                        let ended = self.route();
+                        self.publish_stats();
+                        if let Some(reason) = ended {
                             break reason;
                         }
                     }
-                    Err(err) => break Disconnect::Io(Arc::new(err)),
+                    Err(err) => break Disconnect::from_io(err),
                 },
             }
         };
@@ -212,22 +250,18 @@ impl Driver {
 
     /// Queues a call. Descriptors only come with calls on unix sockets: `Client::call` refuses
     /// them on other transports before anything is queued.
-    fn call(&mut self, call: Box<Call>) {
-        let Call { key, command, anonymous, fds, reply } = *call;
-        let pending = Pending { key, name: command.name.clone(), reply };
-        if anonymous {
-            if let Err((misuse, pending)) = self.session.send_without_id(command, pending) {
-                let _ = pending.reply.send(Err(Error::Misuse(misuse)));
-            }
-            return;
-        }
-        match self.session.send(command, pending) {
-            Ok(id) => {
-                if !fds.is_empty() {
-                    self.fds.insert(id.clone(), fds);
-                }
-                self.keys.insert(key, id);
-            }
+    fn call(&mut self, call: Call) {
+        let Call { key, command, anonymous, fds, reply } = call;
+        let has_fds = !fds.is_empty();
+        let pending = Pending { key, quit: command.name() == "quit", fds, reply };
+        let sent = if anonymous {
+            self.session.send_encoded_without_id(command, pending)
+        } else {
+            self.session.send_encoded(command, pending).map(drop)
+        };
+        match sent {
+            Ok(()) if has_fds => self.fds_waiting += 1,
+            Ok(()) => {}
             Err((misuse, pending)) => {
                 let _ = pending.reply.send(Err(Error::Misuse(misuse)));
             }
@@ -235,18 +269,39 @@ impl Driver {
     }
 
     /// A caller gave up (timeout, dropped future): forget its call. A command not yet written
-    /// is never written; a late reply is dropped.
+    /// is never written; a late reply is dropped. Finding the call walks the pending table,
+    /// which is fine for what only timeouts and dropped futures do.
     fn cancel(&mut self, key: u64) {
-        if let Some(id) = self.keys.remove(&key) {
-            self.session.cancel(&id);
-            self.fds.remove(&id);
+        if let Some(id) = self.session.find(|pending| pending.key == key) {
+            if let Some(pending) = self.session.cancel(&id) {
+                if !pending.fds.is_empty() {
+                    self.fds_waiting -= 1;
+                }
+            }
         }
     }
 
     fn pump_transmit(&mut self) {
         while let Some(transmit) = self.session.poll_transmit() {
-            let fds = transmit.id.as_ref().and_then(|id| self.fds.remove(id)).unwrap_or_default();
+            let mut fds = Vec::new();
+            if self.fds_waiting > 0 {
+                if let Some(pending) = transmit.id.as_ref().and_then(|id| self.session.data_mut(id)) {
+                    fds = std::mem::take(&mut pending.fds);
+                    if !fds.is_empty() {
+                        self.fds_waiting -= 1;
+                    }
+                }
+            }
             self.out.push_back(Outgoing { bytes: transmit.bytes, written: 0, fds });
+        }
+    }
+
+    /// Copies the session's counts for `Client::stats` when they changed.
+    fn publish_stats(&mut self) {
+        let stats = self.session.stats();
+        if stats != self.stats {
+            self.stats = stats;
+            *self.shared.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = stats;
         }
     }
 
@@ -255,18 +310,23 @@ impl Driver {
         while let Some(event) = self.session.poll_event() {
             match event {
                 ClientEvent::Greeting(greeting) => {
+                    self.shared.greeted.store(true, Ordering::Release);
                     tracing::debug!(version = ?greeting.version, capabilities = ?greeting.capabilities, "QMP greeting");
                 }
                 ClientEvent::Ready => self.signal_ready(),
                 ClientEvent::Reply { data, response, .. } => {
-                    self.keys.remove(&data.key);
                     // The caller may have given up; then nobody listens and that is fine.
                     let _ = data.reply.send(Ok(response));
                 }
-                ClientEvent::Event(event) => self.subscribers.publish(&event),
+                ClientEvent::Failed { data, name, error } => {
+                    tracing::warn!(command = %name, %error, "failed a call: the peer answered without an id");
+                    let _ = data.reply.send(Err(Error::Protocol(error)));
+                }
+                ClientEvent::Event(event) => self.subscribers.publish(event),
                 ClientEvent::Dropped(dropped) => match dropped {
                     Dropped::UnknownId(response) => {
-                        tracing::debug!(id = ?response.id, "dropped a reply nobody waits for");
+                        // A late reply to a call whose caller gave up, or a reply nobody asked for.
+                        tracing::warn!(id = ?response.id, "dropped a reply nobody waits for");
                     }
                     Dropped::ServerParseError(error) => {
                         tracing::warn!(%error, "the server could not parse something it was sent");
@@ -298,7 +358,8 @@ impl Driver {
         }
         for pending in self.session.drain() {
             // `quit` makes QEMU exit; the end of the stream is its success.
-            let result = if pending.name == "quit" && matches!(reason, Disconnect::Eof) {
+            let gone = matches!(reason, Disconnect::ServerGone { cause: GoneCause::Eof | GoneCause::Reset(_) });
+            let result = if pending.quit && gone {
                 let empty = RawValue::from_string("{}".to_owned())
                     .map_err(|e| Error::Decode { command: "quit".into(), reason: e.to_string() });
                 empty.map(|empty| RawResponse { id: None, result: Ok(empty) })
@@ -307,17 +368,22 @@ impl Driver {
             };
             let _ = pending.reply.send(result);
         }
-        self.keys.clear();
-        self.fds.clear();
+        self.fds_waiting = 0;
         self.out.clear();
         self.subscribers.end(reason);
     }
 }
 
-/// Writes some of the first queued message. Cancel-safe, like [`Writer::write_some`].
-async fn write_front(writer: &mut Writer, out: &mut VecDeque<Outgoing>) -> io::Result<()> {
-    let Some(front) = out.front_mut() else { return Ok(()) };
+/// Writes some of the first queued message, or, once nothing is queued, flushes what a
+/// buffering stream holds. Cancel-safe, like [`Writer::write_some`] and [`Writer::flush`].
+async fn write_or_flush(writer: &mut Writer, out: &mut VecDeque<Outgoing>, unflushed: &mut bool) -> io::Result<()> {
+    let Some(front) = out.front_mut() else {
+        writer.flush().await?;
+        *unflushed = false;
+        return Ok(());
+    };
     let n = writer.write_some(&front.bytes[front.written..], &front.fds).await?;
+    *unflushed = matches!(writer, Writer::Other(_));
     if n == 0 {
         return Err(io::ErrorKind::WriteZero.into());
     }
@@ -328,4 +394,42 @@ async fn write_front(writer: &mut Writer, out: &mut VecDeque<Outgoing>) -> io::R
         out.pop_front();
     }
     Ok(())
+}
+
+/// What one connection could not deliver, from [`Client::stats`](super::Client::stats).
+/// Every message the client drops is counted here (and logged with `tracing::warn!`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Replies whose id matches no pending call: late replies to calls whose caller gave up
+    /// (a timeout, a dropped future), or replies nobody asked for.
+    pub unknown_ids: u64,
+    /// Errors without an id that answered no command: QEMU could not parse some input.
+    pub server_parse_errors: u64,
+    /// Messages that were not valid JSON or not QMP.
+    pub malformed: u64,
+    /// Replies without an id while the calls in flight had ids (a peer that drops ids): taken
+    /// as the reply of the only call in flight, or failing the oldest one.
+    pub missing_ids: u64,
+    /// Events received.
+    pub events: u64,
+    /// Events dropped because a subscriber's queue was full (each also shows in that
+    /// subscriber's [`EventItem::Lagged`](super::EventItem::Lagged) marker).
+    pub lagged_events: u64,
+    /// Event filters that panicked (the event was not delivered to them).
+    pub filter_panics: u64,
+}
+
+impl Stats {
+    pub(crate) fn new(session: ClientStats, subscribers: &Subscribers) -> Self {
+        Stats {
+            unknown_ids: session.unknown_ids,
+            server_parse_errors: session.server_parse_errors,
+            malformed: session.malformed,
+            missing_ids: session.missing_ids,
+            events: session.events,
+            lagged_events: subscribers.lagged.load(Ordering::Relaxed),
+            filter_panics: subscribers.filter_panics.load(Ordering::Relaxed),
+        }
+    }
 }

@@ -65,21 +65,28 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Events: filtered by name or predicate, each subscriber with its own bounded queue; and a
+//! Events: filtered by name, predicate or typed variant, each subscriber with its own bounded
+//! queue; subscriptions made on the builder that see the events of the handshake; and a
 //! command with the event it causes.
 //! ```no_run
 //! # async fn demo(qmp: qmpkit::Client) -> Result<(), qmpkit::Error> {
 //! use std::time::Duration;
-//! use qmpkit::{EventFilter, EventItem, QmpEvent};
+//! use qmpkit::{Client, EventFilter, EventItem, QmpEvent};
 //!
 //! let mut jobs = qmp.subscribe(
 //!     EventFilter::names(["JOB_STATUS_CHANGE"]).with_predicate(|e| e.data.as_ref().is_some_and(|d| d["id"] == "backup0")),
 //! );
 //! while let Some(item) = jobs.next().await {
 //!     match item {
-//!         EventItem::Event(event) => println!("{:?}", QmpEvent::from(event)),
+//!         EventItem::Event(event) => println!("{:?}", QmpEvent::from((*event).clone())),
 //!         EventItem::Lagged { missed } => println!("fell behind; {missed} events dropped"),
 //!     }
+//! }
+//! let mut builder = Client::builder();
+//! let mut run_state = builder.subscribe(EventFilter::typed(|e| matches!(e, QmpEvent::Stop | QmpEvent::Resume)));
+//! let other = builder.connect("/run/qemu/other.sock").await?;
+//! if let Some(QmpEvent::Stop) = run_state.next_typed().await {
+//!     println!("stopped (seen even when it came with the greeting)");
 //! }
 //! qmp.device_del_and_wait("nic0", Duration::from_secs(10)).await?;
 //! # Ok(()) }
@@ -152,8 +159,24 @@
 //!
 //! # Failure
 //! When the server closes the connection, dies or sends something the session cannot recover
-//! from, every pending call fails at once with [`Error::Disconnected`] carrying the reason,
-//! every event stream ends, and later calls fail at once. A call's future may be dropped at
+//! from, every pending call fails at once with [`Error::Disconnected`] carrying the reason
+//! (a server that went away is [`Disconnect::ServerGone`] whether its end read as an end of
+//! stream or a reset), every event stream ends, and later calls fail at once.
+//!
+//! Replies are routed by id. A reply without an id never leaves a call waiting, and QEMU's
+//! own id-less errors never fail an innocent call; the rules:
+//! - QEMU's JSON parse errors ("JSON parse error, ...", its lexer limits) and envelope errors
+//!   ("QMP input ...") without an id answer input QEMU could not read as a command, one per
+//!   bad token: they are dropped and counted, and fail no call.
+//! - Any other reply without an id, while the calls in flight have ids (a peer that drops
+//!   ids): with exactly one call in flight it is that call's reply; with several, the oldest
+//!   in-band call fails with [`ProtocolError::MissingId`](crate::ProtocolError::MissingId),
+//!   which quotes what arrived.
+//! - With [`ClientBuilder::in_band_ids`]`(false)`, id-less replies are matched in order, and a
+//!   parse error while such calls are in flight ends the connection
+//!   ([`ProtocolError::OrderLost`](crate::ProtocolError::OrderLost)).
+//!
+//! Every message dropped is counted in [`Client::stats`] and logged with `tracing::warn!`. A call's future may be dropped at
 //! any time (a timeout, `select!`, Ctrl-C): the command is not written if it was still queued,
 //! and a late reply is discarded. Dropping the future does not un-send a command that was
 //! already written.
@@ -168,19 +191,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use qmpkit_proto::client::Handshake;
+use qmpkit_proto::client::{EncodedCommand, Handshake};
 use qmpkit_proto::message::{RawResponse, decode_json};
-use qmpkit_proto::{ClientConfig, ClientSession, Command, Event, Greeting, Id, Limits, Response};
+use qmpkit_proto::{ClientConfig, ClientSession, Command, Event, ExecKind, Greeting, Id, Limits, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use self::driver::{Call, Driver, Reader, ToDriver, Writer};
-use self::events::Subscribers;
+pub use self::driver::Stats;
+use self::driver::{Call, Driver, Reader, Shared, ToDriver, Writer};
 pub use self::events::{DEFAULT_EVENT_BUFFER, EventFilter, EventItem, EventStream};
+use self::events::{Early, Subscribers};
 pub use self::ready::{DEFAULT_RETRY_INITIAL, DEFAULT_RETRY_MAX};
 use crate::error::{Disconnect, Error};
 use crate::transport::{Endpoint, Listener, Stream};
@@ -208,6 +232,7 @@ pub struct ClientBuilder {
     in_band_ids: bool,
     retry_initial: Duration,
     retry_max: Duration,
+    early: Vec<Early>,
 }
 
 impl Default for ClientBuilder {
@@ -223,6 +248,7 @@ impl Default for ClientBuilder {
             in_band_ids: true,
             retry_initial: DEFAULT_RETRY_INITIAL,
             retry_max: DEFAULT_RETRY_MAX,
+            early: Vec::new(),
         }
     }
 }
@@ -248,8 +274,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Reads the greeting but does not negotiate, as the December 2009 dialect wants (default:
-    /// negotiate).
+    /// Reads the greeting but does not negotiate. Rarely needed: a greeting without a
+    /// version (the December 2009 dialect, which had no negotiation) is recognised and used
+    /// without negotiation anyway (default: negotiate).
     pub fn no_negotiation(mut self) -> Self {
         self.handshake = Handshake::GreetingOnly;
         self
@@ -263,8 +290,10 @@ impl ClientBuilder {
     }
 
     /// The deadline for the greeting and negotiation. A QEMU monitor that already has a client
-    /// accepts a second connection and then stays silent; this deadline is what notices
-    /// (default 10 s, [`DEFAULT_HANDSHAKE_TIMEOUT`]; `None`: wait forever).
+    /// accepts a second connection and then stays silent; this deadline is what notices, with
+    /// [`Error::NoGreeting`]. A peer that sends something else than a greeting or an event
+    /// first (an HMP monitor, a serial console) fails the connect at once instead (default 10 s,
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`]; `None`: wait forever).
     pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.handshake_timeout = timeout;
         self
@@ -292,17 +321,33 @@ impl ClientBuilder {
 
     /// Whether in-band commands carry ids (default: yes). Without, their replies are matched
     /// in order, which QEMU guarantees for in-band commands even with `oob` on; out-of-band
-    /// commands and commands given an id keep theirs.
+    /// commands and commands given an id or file descriptors keep theirs.
     ///
     /// QEMU reads its input one byte per system call, about 3 µs a byte, so the 8 bytes or so of
-    /// an id cost a sequential caller about a sixth of QEMU's throughput. The price: an error
-    /// QEMU sends without an id (because it could not parse its input) would be taken as the
-    /// reply to the oldest pending command; the client's own commands are always well-formed,
-    /// but do not use this with commands near QEMU's input limits. A cancelled call's command is
-    /// still sent, and its reply discarded.
+    /// an id cost a sequential caller about a sixth of QEMU's throughput.
+    ///
+    /// The price: matching by order cannot survive a JSON parse error from QEMU. QEMU sends
+    /// those without an id, one per bad token of input (possibly many for one input), so after
+    /// one nobody can tell which reply belongs to which command. The client's own commands are
+    /// always well-formed, but QEMU's input limits (64 MiB per value, depth 1024) or bytes
+    /// written by someone else on the same stream can cause one. When a parse error arrives
+    /// while commands without ids are in flight, the connection ends at once with
+    /// [`ProtocolError::OrderLost`](crate::ProtocolError::OrderLost) (every pending call fails
+    /// with it) rather than give later replies to the wrong calls. A cancelled call's command
+    /// is still sent, and its reply discarded.
     pub fn in_band_ids(mut self, ids: bool) -> Self {
         self.in_band_ids = ids;
         self
+    }
+
+    /// Subscribes to events before the connection exists, so that events sent before or
+    /// with the greeting and during negotiation are seen too. The stream belongs to the first
+    /// connection this builder (or a clone of it) starts, and ends when that connection ends,
+    /// including when its handshake fails.
+    pub fn subscribe(&mut self, filter: impl Into<EventFilter>) -> EventStream {
+        let (early, stream) = Early::new(filter.into(), self.event_buffer);
+        self.early.push(early);
+        stream
     }
 
     /// Connects to a unix socket path or a TCP `host:port`, then reads the greeting and
@@ -395,15 +440,22 @@ impl ClientBuilder {
         let (ready_tx, ready_rx) = oneshot::channel();
         let (closed_tx, closed_rx) = watch::channel(None);
         let subscribers = Arc::new(Subscribers::default());
-        let driver = Driver::new(ClientSession::new(config), subscribers.clone(), ready_tx, closed_tx);
+        for early in &self.early {
+            subscribers.attach(&early.0);
+        }
+        let shared = Arc::new(Shared::default());
+        let driver = Driver::new(ClientSession::new(config), subscribers.clone(), ready_tx, closed_tx, shared.clone());
         tokio::spawn(driver.run(reader, writer, calls_rx, cancel_rx));
         let ready = match with_deadline(self.handshake_timeout, "negotiation", ready_rx).await {
             Ok(Ok(ready)) => ready?,
             Ok(Err(_)) => return Err(Error::Disconnected(Disconnect::Closed)),
-            Err(timeout) => {
-                // Dropping the handle below closes the call channel, which ends the driver.
-                return Err(timeout);
+            // Dropping the handle below closes the call channel, which ends the driver.
+            Err(Error::Timeout { after, .. })
+                if !shared.greeted.load(std::sync::atomic::Ordering::Acquire) && self.handshake != Handshake::None =>
+            {
+                return Err(Error::NoGreeting { after });
             }
+            Err(timeout) => return Err(timeout),
         };
         Ok(Client {
             inner: Arc::new(Inner {
@@ -414,6 +466,7 @@ impl ClientBuilder {
                 oob: ready.oob,
                 fds,
                 subscribers,
+                shared,
                 event_buffer: self.event_buffer,
                 call_timeout: self.call_timeout,
                 in_band_ids: self.in_band_ids,
@@ -492,6 +545,7 @@ struct Inner {
     oob: bool,
     fds: bool,
     subscribers: Arc<Subscribers>,
+    shared: Arc<Shared>,
     event_buffer: usize,
     call_timeout: Option<Duration>,
     in_band_ids: bool,
@@ -609,8 +663,18 @@ impl Client {
         self.closed().await;
     }
 
+    /// What this connection dropped or could not deliver so far: replies nobody waited for,
+    /// QEMU's id-less parse errors, malformed messages, replies without their id, and events
+    /// lost by subscribers that fell behind. Each is also logged with `tracing::warn!`.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        let session = *self.inner.shared.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Stats::new(session, &self.inner.subscribers)
+    }
+
     /// Subscribes to events. The subscription sees every event read after this returns, so
-    /// subscribe before sending the command whose events you want.
+    /// subscribe before sending the command whose events you want; for the events sent during
+    /// the handshake, subscribe on the builder ([`ClientBuilder::subscribe`]).
     #[must_use]
     pub fn subscribe(&self, filter: impl Into<EventFilter>) -> EventStream {
         self.subscribe_with_buffer(filter, self.inner.event_buffer)
@@ -756,30 +820,31 @@ impl Client {
         arguments: impl Serialize,
         mut options: CallOptions,
     ) -> Result<Box<RawValue>, Error> {
-        let arguments = to_arguments(name, arguments)?;
-        let mut command = Command { kind: qmpkit_proto::ExecKind::Execute, name: name.to_owned(), arguments, id: None };
-        let timeout = self.apply_options(&mut command, &mut options)?;
-        let anonymous = !self.inner.in_band_ids && !options.oob && command.id.is_none() && options.fds.is_empty();
+        let kind = self.check_options(&options)?;
+        let anonymous = !self.inner.in_band_ids && !options.oob && options.id.is_none() && options.fds.is_empty();
+        // Serialized straight into the command's bytes, here in the caller's task, so that
+        // large arguments never hold up the connection's driver.
+        let command = EncodedCommand::serialize(kind, name, &arguments)
+            .map_err(|e| Error::Arguments { command: name.to_owned(), reason: e.to_string() })?
+            .with_id(options.id.take());
+        let timeout = options.timeout.unwrap_or(self.inner.call_timeout);
         let response = self.send(command, anonymous, options.fds, timeout).await?;
         response.result.map_err(|error| Error::Qmp { error: Box::new(error), command: name.to_owned() })
     }
 
-    /// Applies the options that shape the command (out-of-band, id), checks that the
-    /// connection can honour them, and returns the call's deadline.
-    fn apply_options(&self, command: &mut Command, options: &mut CallOptions) -> Result<Option<Duration>, Error> {
-        if options.oob {
-            if !self.inner.oob {
-                return Err(Error::Misuse(qmpkit_proto::MisuseError::OobNotNegotiated));
-            }
-            command.kind = qmpkit_proto::ExecKind::ExecOob;
-        }
-        if let Some(id) = options.id.take() {
-            command.id = Some(id);
-        }
+    /// Checks that the connection can honour the options (out-of-band needs `oob` negotiated,
+    /// fds a unix socket) and returns the kind of command they ask for.
+    fn check_options(&self, options: &CallOptions) -> Result<ExecKind, Error> {
         if !options.fds.is_empty() && !self.inner.fds {
             return Err(Error::FdsNeedUnixSocket);
         }
-        Ok(options.timeout.unwrap_or(self.inner.call_timeout))
+        if !options.oob {
+            return Ok(ExecKind::Execute);
+        }
+        if !self.inner.oob {
+            return Err(Error::Misuse(qmpkit_proto::MisuseError::OobNotNegotiated));
+        }
+        Ok(ExecKind::ExecOob)
     }
 
     /// Sends a command as given, with the id it carries (any JSON value) or an automatic one,
@@ -798,9 +863,15 @@ impl Client {
     /// # Errors
     /// As [`Client::execute_raw`] and [`Client::call`].
     pub async fn execute_raw_with(&self, mut command: Command, mut options: CallOptions) -> Result<Response, Error> {
-        let timeout = self.apply_options(&mut command, &mut options)?;
         let name = command.name.clone();
-        let raw = self.send(command, false, options.fds, timeout).await?;
+        if self.check_options(&options)? == ExecKind::ExecOob {
+            command.kind = ExecKind::ExecOob;
+        }
+        if let Some(id) = options.id.take() {
+            command.id = Some(id);
+        }
+        let timeout = options.timeout.unwrap_or(self.inner.call_timeout);
+        let raw = self.send(EncodedCommand::new(&command), false, options.fds, timeout).await?;
         raw.decode().map_err(|e| Error::Decode { command: name, reason: e.to_string() })
     }
 
@@ -811,7 +882,7 @@ impl Client {
     /// As [`Client::execute_raw`].
     pub async fn execute_raw_without_id(&self, command: Command) -> Result<Response, Error> {
         let name = command.name.clone();
-        let raw = self.send(command, true, Vec::new(), self.inner.call_timeout).await?;
+        let raw = self.send(EncodedCommand::new(&command), true, Vec::new(), self.inner.call_timeout).await?;
         raw.decode().map_err(|e| Error::Decode { command: name, reason: e.to_string() })
     }
 
@@ -871,7 +942,7 @@ impl Client {
 
     async fn send(
         &self,
-        command: Command,
+        command: EncodedCommand,
         anonymous: bool,
         fds: Vec<OwnedFd>,
         timeout: Option<Duration>,
@@ -879,7 +950,7 @@ impl Client {
         if let Some(reason) = self.closed_reason() {
             return Err(Error::Disconnected(reason));
         }
-        let name = command.name.clone();
+        let name = command.name().to_owned();
         let key = self.inner.next_key.fetch_add(1, Ordering::Relaxed);
         let (reply_tx, reply_rx) = oneshot::channel();
         let mut guard = CancelGuard { key, cancels: &self.inner.cancels, armed: true };
@@ -906,15 +977,6 @@ impl Client {
 /// Decodes a result straight from the reply's text into `R`, never through a `Value`.
 fn decode_result<R: DeserializeOwned>(name: &str, raw: &RawValue) -> Result<R, Error> {
     decode_json(raw.get().as_bytes()).map_err(|e| Error::Decode { command: name.to_owned(), reason: e.to_string() })
-}
-
-fn to_arguments(name: &str, arguments: impl Serialize) -> Result<Option<Map<String, Value>>, Error> {
-    match serde_json::to_value(arguments) {
-        Ok(Value::Null) => Ok(None),
-        Ok(Value::Object(map)) => Ok(Some(map)),
-        Ok(other) => Err(Error::Arguments { command: name.to_owned(), reason: format!("got {other}") }),
-        Err(e) => Err(Error::Arguments { command: name.to_owned(), reason: e.to_string() }),
-    }
 }
 
 #[cfg(test)]

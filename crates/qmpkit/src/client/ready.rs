@@ -106,10 +106,10 @@ fn worth_retrying(error: &Error) -> bool {
                 | ErrorKind::TimedOut
         ),
         // A deadline of the attempt: a silent server, or the overall deadline cut it short.
-        Error::Timeout { .. } => true,
+        Error::Timeout { .. } | Error::NoGreeting { .. } => true,
         // Closed before or during the greeting: a server restarting, or one that accepted on a
         // backlog it then dropped.
-        Error::Disconnected(Disconnect::Eof | Disconnect::EofMidMessage | Disconnect::Io(_)) => true,
+        Error::Disconnected(Disconnect::ServerGone { .. } | Disconnect::Io(_)) => true,
         _ => false,
     }
 }

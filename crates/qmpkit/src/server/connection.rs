@@ -244,8 +244,16 @@ impl<T: Io> Connection<T> {
             progress |= self.advance_queue();
             progress |= self.poll_commands(cx);
             progress |= self.take_events();
-            progress |= self.take_input(cx)?;
+            // Write before reading again: a reply must not wait behind a read that finds
+            // nothing, and once it is out, that read often finds the client's next request
+            // already there, without a round through epoll. Then write what the input itself
+            // produced (negotiation, errors) before the output bound is checked.
             progress |= self.write(cx)?;
+            let before = self.out.len();
+            progress |= self.take_input(cx)?;
+            if self.out.len() > before {
+                progress |= self.write(cx)?;
+            }
             if self.pending_output() > self.limits.max_output {
                 return Poll::Ready(Err(ConnectionError::OutputOverflow(self.limits.max_output)));
             }
