@@ -107,18 +107,13 @@ struct Session {
 
 /// Runs `qmp shell` and returns the exit status.
 pub(crate) fn run(args: ShellArgs, verbose: u8) -> i32 {
-    let target = Target::Connect(common::address(args.addr));
+    let addr = common::address(args.addr);
     common::finish(
         "shell",
         common::runtime().and_then(|rt| {
             rt.block_on(async {
-                let builder = builder(&args.options);
-                let addr = match &target {
-                    Target::Connect(addr) => addr.clone(),
-                    Target::Accepted => None,
-                };
-                let client = common::connect_target(addr.as_deref(), builder).await?;
-                run_session(client, target, args.options, verbose).await
+                let client = common::connect_target(addr.as_deref(), builder(&args.options)).await?;
+                run_session(client, Target::Connect(addr), args.options, verbose).await
             })
         }),
     )
@@ -171,7 +166,7 @@ pub(crate) async fn run_session(
 
 impl Session {
     /// Takes a new connection: loads the schema, starts printing its events, says hello.
-    async fn attach(&mut self, client: Client) {
+    async fn attach(&mut self, client: Client, announce: bool) {
         let banner = match client.greeting().and_then(|g| g.version.as_ref()) {
             Some(v) => format!("Connected to QEMU {}", v.qemu),
             None => "Connected".to_owned(),
@@ -191,7 +186,7 @@ impl Session {
         self.ended = Arc::new(AtomicBool::new(false));
         self.spawn_events(&client);
         self.client = Some(client);
-        if self.interactive {
+        if announce {
             common::out(&banner);
         }
     }
@@ -253,7 +248,7 @@ impl Session {
         }
         self.interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
         common::out("Welcome to the QMP low-level shell!");
-        self.attach(client).await;
+        self.attach(client, true).await;
         common::out("Type `help` for commands and `help COMMAND` for one; Tab completes; Ctrl-D leaves.");
 
         let (prompts, prompt_rx) = std::sync::mpsc::channel::<String>();
@@ -262,8 +257,10 @@ impl Session {
             while let Ok(prompt) = prompt_rx.recv() {
                 let read = match editor.readline(&prompt) {
                     Ok(line) => {
+                        // Appended line by line, so that concurrent sessions keep each
+                        // other's lines and a killed session loses none.
                         if let Some(path) = &history {
-                            let _ = editor.save_history(path);
+                            let _ = editor.append_history(path);
                         }
                         Some(Ok(line))
                     }
@@ -310,7 +307,7 @@ impl Session {
     }
 
     async fn piped_loop(&mut self, client: Client) -> Result<i32, Failure> {
-        self.attach(client).await;
+        self.attach(client, false).await;
         // Lines are read on a thread: stdin may be a file, which async IO cannot wait for.
         let (tx, mut stdin) = mpsc::channel::<std::io::Result<String>>(16);
         std::thread::spawn(move || {
@@ -436,26 +433,28 @@ impl Session {
                 }
                 if response.result.is_ok() { Step::Done } else { Step::Failed(REFUSED) }
             }
-            Err(err) => {
-                let failure = Failure::from(&err);
-                if err.is_disconnected() {
-                    self.client = None;
-                    if !self.ended.swap(true, Ordering::SeqCst) && self.interactive {
-                        eprintln!(
-                            "{}",
-                            self.paint_error(&format!("qmp shell: {err}; `reconnect` connects again, Ctrl-D leaves"))
-                        );
-                        return Step::Failed(FAILED);
-                    }
-                }
-                let line = match &failure {
-                    Failure::Refused { class, desc } => format!("{class}: {desc}"),
-                    Failure::Usage(m) | Failure::Failed(m) => format!("qmp shell: {m}"),
-                };
-                eprintln!("{}", self.paint_error(&line));
-                Step::Failed(failure.code())
-            }
+            Err(err) => self.failed(&err),
         }
+    }
+
+    /// Reports a call that failed, once per connection when the connection ended.
+    fn failed(&mut self, err: &qmpkit::Error) -> Step {
+        let failure = Failure::from(err);
+        let line = match &failure {
+            Failure::Refused { class, desc } => format!("{class}: {desc}"),
+            Failure::Usage(m) | Failure::Failed(m) => format!("qmp shell: {m}"),
+        };
+        if err.is_disconnected() {
+            self.client = None;
+            if self.ended.swap(true, Ordering::SeqCst) {
+                eprintln!("{}", self.paint_error(&line));
+            } else {
+                eprintln!("{}", self.paint_error(&format!("{line}; `reconnect` connects again, Ctrl-D leaves")));
+            }
+        } else {
+            eprintln!("{}", self.paint_error(&line));
+        }
+        Step::Failed(failure.code())
     }
 
     /// One HMP line: `cpu N` picks the CPU (checked with `info version`, as qmp-shell does).
@@ -491,19 +490,7 @@ impl Session {
                 );
                 Step::Done
             }
-            Err(err) => {
-                let failure = Failure::from(&err);
-                match &failure {
-                    Failure::Refused { class, desc } => eprintln!("{}", self.paint_error(&format!("{class}: {desc}"))),
-                    Failure::Usage(m) | Failure::Failed(m) => {
-                        eprintln!("{}", self.paint_error(&format!("qmp shell: {m}")))
-                    }
-                }
-                if err.is_disconnected() {
-                    self.client = None;
-                }
-                Step::Failed(failure.code())
-            }
+            Err(err) => self.failed(&err),
         }
     }
 
@@ -518,10 +505,7 @@ impl Session {
         }
         match common::connect_target(addr.as_deref(), builder(&self.options)).await {
             Ok(client) => {
-                let interactive = self.interactive;
-                self.interactive = true;
-                self.attach(client).await;
-                self.interactive = interactive;
+                self.attach(client, self.interactive).await;
                 Step::Done
             }
             Err(failure) => {
