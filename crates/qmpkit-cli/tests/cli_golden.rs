@@ -240,6 +240,29 @@ fn events_as_lines_until_the_count() {
 
     let out = run(&["events", &addr(&vm), "--timeout", "0.1"]);
     assert_eq!((out.status.code(), out.stdout.len()), (Some(0), 0), "the time runs out quietly");
+
+    // QEMU exits before the count: the events it sent, then status 2.
+    let mut child = qmp()
+        .args(["-v", "events", &addr(&vm), "--count", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("subscribed") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "qmp events ended before subscribing");
+    }
+    assert_eq!(run(&["exec", &second, "quit"]).status.code(), Some(0));
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!(status.code(), Some(2), "{rest}");
+    assert!(normalise(&stdout).starts_with("{\"timestamp\":TS,\"event\":\"SHUTDOWN\""), "{stdout}");
+    assert!(rest.contains("qmp events: the server went away"), "{rest}");
     drop(vm);
 }
 

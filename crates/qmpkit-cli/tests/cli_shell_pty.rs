@@ -230,3 +230,20 @@ fn the_shell_without_an_address_talks_to_the_simulator() {
     type_in(&mut p, "quit\r");
     p.exp_eof().unwrap();
 }
+
+/// On a terminal JSON is pretty and coloured; NO_COLOR turns the colour off.
+#[test]
+fn json_on_a_terminal_is_pretty_and_coloured() {
+    for (no_color, coloured) in [(None, true), (Some("1"), false)] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_qmp"));
+        command.args(["exec", "query-status"]).env_remove("QMP_SOCKET").env("TERM", "xterm").env_remove("NO_COLOR");
+        if let Some(value) = no_color {
+            command.env("NO_COLOR", value);
+        }
+        let mut p = spawn_command(command, Some(PATIENCE_MS)).unwrap();
+        let all = p.exp_eof().unwrap();
+        assert!(all.contains("running"), "{all:?}");
+        assert!(all.contains("\r\n  "), "indented: {all:?}");
+        assert_eq!(all.contains("\x1b["), coloured, "{all:?}");
+    }
+}
