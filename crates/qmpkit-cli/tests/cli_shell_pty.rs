@@ -149,7 +149,10 @@ fn hmp_mode_with_cpu() {
     let data = tempfile::tempdir().unwrap();
     let mut p = shell(&["-H", &qmpkit_tests::socket(&vm)], data.path());
     p.exp_string("(QEMU-HMP) ").unwrap();
-    type_in(&mut p, "info status\r");
+    // Completion from HMP's own `help`: an `info` subcommand.
+    type_in(&mut p, "info statu\t");
+    p.exp_string("info status").unwrap();
+    type_in(&mut p, "\r");
     p.exp_string("VM status: paused (prelaunch)").unwrap();
     p.exp_string("(QEMU-HMP) ").unwrap();
     type_in(&mut p, "cpu 7\r");

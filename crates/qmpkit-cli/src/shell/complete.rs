@@ -23,6 +23,43 @@ pub(crate) struct State {
     pub(crate) transaction: bool,
     /// HMP mode: lines are not QMP commands.
     pub(crate) hmp: bool,
+    /// HMP's commands and `info` subcommands, read from its `help` (HMP mode only).
+    pub(crate) hmp_commands: HmpCommands,
+}
+
+/// What HMP's `help` lists: command names (aliases included) and `info` subcommands.
+#[derive(Default, Debug, PartialEq)]
+pub(crate) struct HmpCommands {
+    /// The command names.
+    pub(crate) commands: Vec<String>,
+    /// The subcommands of `info`.
+    pub(crate) info: Vec<String>,
+}
+
+impl HmpCommands {
+    /// Reads the output of HMP's `help`: one command a line, `name|alias args -- text`,
+    /// with continuation lines indented.
+    pub(crate) fn from_help(help: &str) -> HmpCommands {
+        let mut out = HmpCommands::default();
+        for line in help.lines().filter(|l| !l.starts_with(char::is_whitespace)) {
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("info") => {
+                    if let Some(sub) = words.next().filter(|w| *w != "--") {
+                        out.info.push(sub.to_owned());
+                    }
+                    out.commands.push("info".to_owned());
+                }
+                Some(names) => out.commands.extend(names.split('|').map(str::to_owned)),
+                None => {}
+            }
+        }
+        out.commands.sort();
+        out.commands.dedup();
+        out.info.sort();
+        out.info.dedup();
+        out
+    }
 }
 
 /// The rustyline helper.
@@ -36,10 +73,16 @@ pub(crate) struct ShellHelper {
 
 /// The candidates for `word`, the words before it being `before`.
 pub(crate) fn candidates(state: &State, before: &[&str], word: &str) -> Vec<String> {
-    let Some(schema) = state.schema.as_deref() else { return Vec::new() };
     if state.hmp {
-        return Vec::new();
+        let mut out = match before {
+            [] => state.hmp_commands.commands.clone(),
+            ["info" | "i"] => state.hmp_commands.info.clone(),
+            _ => Vec::new(),
+        };
+        out.retain(|c| c.starts_with(word));
+        return out;
     }
+    let Some(schema) = state.schema.as_deref() else { return Vec::new() };
     let transaction = state.transaction || before.first() == Some(&"transaction(");
     let before = if !state.transaction && transaction { &before[1..] } else { before };
     let mut out: Vec<String> = match before.first() {
@@ -243,7 +286,25 @@ mod tests {
         assert_eq!(candidates(&state, &["drive-backup"], "target.mode=fu"), ["target.mode=full"]);
         assert_eq!(candidates(&state, &["help"], "query-s"), ["query-status"]);
         assert!(candidates(&state, &["nope"], "").is_empty());
-        assert!(candidates(&State { hmp: true, ..state }, &[], "q").is_empty());
+        assert!(candidates(&State { hmp: true, ..state }, &[], "q").is_empty(), "HMP has its own commands");
         assert!(candidates(&State::default(), &[], "q").is_empty(), "no schema, no candidates");
+    }
+
+    #[test]
+    fn hmp_commands_from_help() {
+        let help = "balloon target -- request VM to change its memory allocation (in MB)\n\
+                    block_job_cancel [-f] device -- stop an active background block operation (use -f\n\
+                    \t\t\t if you want to abort the operation immediately\n\
+                    c|cont  -- resume emulation\n\
+                    info balloon  -- show balloon information\n\
+                    info block [-n] [-v] [device] -- show info of one block device\n\
+                    info -- show various information about the system state\n";
+        let hmp = HmpCommands::from_help(help);
+        assert_eq!(hmp.commands, ["balloon", "block_job_cancel", "c", "cont", "info"]);
+        assert_eq!(hmp.info, ["balloon", "block"]);
+        let state = State { hmp: true, hmp_commands: hmp, ..State::default() };
+        assert_eq!(candidates(&state, &[], "b"), ["balloon", "block_job_cancel"]);
+        assert_eq!(candidates(&state, &["info"], "bl"), ["block"]);
+        assert!(candidates(&state, &["balloon"], "").is_empty());
     }
 }

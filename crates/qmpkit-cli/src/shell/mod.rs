@@ -182,7 +182,23 @@ impl Session {
                 }
             }
         };
-        self.lock_completion().schema = schema;
+        let hmp_commands = if self.options.hmp {
+            // `help` lists the commands, `help info` the subcommands of `info`.
+            let mut help = String::new();
+            for topic in ["help", "help info"] {
+                if let Ok(text) = client.human_monitor_command(topic).await {
+                    help.push_str(&text);
+                }
+            }
+            complete::HmpCommands::from_help(&help)
+        } else {
+            complete::HmpCommands::default()
+        };
+        {
+            let mut completion = self.lock_completion();
+            completion.schema = schema;
+            completion.hmp_commands = hmp_commands;
+        }
         self.ended = Arc::new(AtomicBool::new(false));
         self.spawn_events(&client);
         self.client = Some(client);
@@ -405,16 +421,8 @@ impl Session {
             common::out(&self.style.json(&sent));
         }
         tracing::debug!(target: "qmp", %sent, "->");
-        let call = client.execute_raw(command);
-        let reply = match self.interrupts.as_mut() {
-            Some(interrupts) => tokio::select! {
-                reply = call => reply,
-                _ = interrupts.recv() => {
-                    eprintln!("{}", self.paint_error("cancelled: the reply, when it comes, is dropped"));
-                    return Step::Failed(REFUSED);
-                }
-            },
-            None => call.await,
+        let Some(reply) = self.interruptible(client.execute_raw(command)).await else {
+            return Step::Failed(REFUSED);
         };
         match reply {
             Ok(response) => {
@@ -435,6 +443,22 @@ impl Session {
             }
             Err(err) => self.failed(&err),
         }
+    }
+
+    /// Waits for a call; on a terminal, Ctrl-C stops waiting (None) and the call is dropped,
+    /// so its reply, when it comes, goes nowhere.
+    async fn interruptible<T>(&mut self, call: impl std::future::Future<Output = T>) -> Option<T> {
+        let outcome = match self.interrupts.as_mut() {
+            Some(interrupts) => tokio::select! {
+                reply = call => Some(reply),
+                _ = interrupts.recv() => None,
+            },
+            None => Some(call.await),
+        };
+        if outcome.is_none() {
+            eprintln!("{}", self.paint_error("cancelled: the reply, when it comes, is dropped"));
+        }
+        outcome
     }
 
     /// Reports a call that failed, once per connection when the connection ended.
@@ -475,7 +499,10 @@ impl Session {
         if let Some(cpu) = cpu {
             arguments["cpu-index"] = json!(cpu);
         }
-        match client.execute("human-monitor-command", &arguments).await {
+        let Some(reply) = self.interruptible(client.execute("human-monitor-command", &arguments)).await else {
+            return Step::Failed(REFUSED);
+        };
+        match reply {
             Ok(output) => {
                 if text.starts_with("cpu ") {
                     self.cpu = cpu;
