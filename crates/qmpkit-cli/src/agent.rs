@@ -31,8 +31,14 @@ pub(crate) struct AgentArgs {
     /// Wait up to this many seconds for an agent that does not answer yet (a booting guest).
     #[arg(long, value_name = "SECONDS")]
     wait: Option<String>,
-    /// [ADDR] COMMAND [key=value ...] | [ADDR] exec [--] PROGRAM [ARGS...]
-    #[arg(value_name = "ARGS", allow_hyphen_values = true, trailing_var_arg = true, num_args = 0..)]
+    /// The words: an address (optional), then a command and its arguments, or `exec`.
+    #[arg(
+        value_name = "ARGS",
+        allow_hyphen_values = true,
+        trailing_var_arg = true,
+        num_args = 0..,
+        help = "[ADDR] COMMAND [key=value ...] | [ADDR] exec [--] PROGRAM [ARGS...]"
+    )]
     words: Vec<String>,
 }
 

@@ -20,8 +20,8 @@ qmp exec ./qmp.sock blockdev-add --args '{\"driver\":\"null-co\",\"node-name\":\
 qmp exec ./qmp.sock getfd fdname=log --fd /tmp/log.txt\n\n\
 Exit status: 0 ok, 1 QEMU refused (Class: desc on stderr), 2 connection or protocol failure, 64 usage.")]
 pub(crate) struct ExecArgs {
-    /// [ADDR] COMMAND [key=value ...]
-    #[arg(value_name = "ARGS", required = true, num_args = 1..)]
+    /// The words: an address (optional), the command and its `key=value` arguments.
+    #[arg(value_name = "ARGS", required = true, num_args = 1.., help = "[ADDR] COMMAND [key=value ...]")]
     words: Vec<String>,
     /// Arguments as a JSON object (key=value words add to it).
     #[arg(long, value_name = "JSON")]

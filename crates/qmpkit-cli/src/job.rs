@@ -23,8 +23,8 @@ qmp job ./qmp.sock blockdev-create job-id=c0 options.driver=file options.filenam
 Exit status: 0 the job concluded without error, 1 it failed or was cancelled (or the command was\n\
 refused), 2 connection failure, 64 usage.")]
 pub(crate) struct JobArgs {
-    /// [ADDR] COMMAND [key=value ...]
-    #[arg(value_name = "ARGS", required = true, num_args = 1..)]
+    /// The words: an address (optional), the command and its `key=value` arguments.
+    #[arg(value_name = "ARGS", required = true, num_args = 1.., help = "[ADDR] COMMAND [key=value ...]")]
     words: Vec<String>,
 }
 

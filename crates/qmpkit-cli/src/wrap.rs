@@ -16,8 +16,8 @@ Examples:\n  qmp wrap\n  qmp wrap -- -M pc -accel tcg -m 256 -S\n  qmp wrap -H -
 pub(crate) struct WrapArgs {
     #[command(flatten)]
     options: ShellOptions,
-    /// [QEMU] [ARGS...]: the emulator and its arguments.
-    #[arg(last = true, value_name = "QEMU ARGS")]
+    /// The emulator (optional) and its arguments.
+    #[arg(last = true, value_name = "QEMU ARGS", help = "[QEMU] [ARGS...]: the emulator and its arguments")]
     qemu: Vec<String>,
 }
 
