@@ -61,8 +61,12 @@ fn run_inner(args: InfoArgs) -> Result<i32, Failure> {
 async fn gather(client: &Client) -> Result<Map<String, Value>, Failure> {
     let mut answers = Map::new();
     for (key, query) in QUERIES {
+        tracing::debug!(target: "qmp", execute = %query, "->");
         let value = match client.execute(query, Value::Null).await {
-            Ok(value) => value,
+            Ok(value) => {
+                tracing::debug!(target: "qmp", %value, "<- return");
+                value
+            }
             Err(err) => match err.qmp_error() {
                 Some(e) => json!({"error": {"class": e.class.to_string(), "desc": e.desc}}),
                 None => return Err(Failure::from(err)),

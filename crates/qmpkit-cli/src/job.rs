@@ -65,7 +65,10 @@ fn run_inner(args: JobArgs) -> Result<i32, Failure> {
                 e.data.as_ref().and_then(|d| d.get("id")).and_then(Value::as_str) == Some(id_filter.as_str())
             }),
         );
-        client.execute(&name, Value::Object(arguments)).await?;
+        let arguments = Value::Object(arguments);
+        tracing::debug!(target: "qmp", execute = %name, %arguments, "->");
+        let value = client.execute(&name, arguments).await?;
+        tracing::debug!(target: "qmp", %value, "<- return");
         let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
         bar.set_style(
             indicatif::ProgressStyle::with_template("{prefix} {wide_bar} {percent:>3}% {msg}")
@@ -81,6 +84,7 @@ fn run_inner(args: JobArgs) -> Result<i32, Failure> {
             tokio::select! {
                 item = events.next() => match item {
                     Some(EventItem::Event(event)) => {
+                        tracing::debug!(target: "qmp", event = %event.to_value(), "<-");
                         let status = event.data.as_ref().and_then(|d| d.get("status")).and_then(Value::as_str).unwrap_or("").to_owned();
                         bar.set_message(status.clone());
                         // A job aborts when it fails or is cancelled; its error says which.
