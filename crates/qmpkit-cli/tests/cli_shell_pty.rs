@@ -250,3 +250,30 @@ fn json_on_a_terminal_is_pretty_and_coloured() {
         assert_eq!(all.contains("\x1b["), coloured, "{all:?}");
     }
 }
+
+/// `qmp wrap` on a terminal: QEMU started, the shell on it, nothing left behind.
+#[test]
+fn wrap_opens_the_shell_on_a_new_qemu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_qmp"));
+    command
+        .args(["wrap", "--", "-machine", "none", "-name", "wrapped"])
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .env("TMPDIR", tmp.path())
+        .env("XDG_DATA_HOME", tmp.path().join("data"));
+    let mut p = spawn_command(command, Some(PATIENCE_MS)).unwrap();
+    p.exp_string("Connected to QEMU 7.").unwrap();
+    p.exp_string("(QEMU) ").unwrap();
+    type_in(&mut p, "query-name\r");
+    p.exp_string("\"name\": \"wrapped\"").unwrap();
+    p.exp_string("(QEMU) ").unwrap();
+    type_in(&mut p, "reconnect\r");
+    p.exp_string("QEMU connected to this shell; it cannot be reconnected").unwrap();
+    p.exp_string("(QEMU) ").unwrap();
+    type_in(&mut p, "quit\r");
+    p.exp_eof().unwrap();
+    let left: Vec<_> =
+        std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).filter(|name| name != "data").collect();
+    assert!(left.is_empty(), "wrap removed its files: {left:?}");
+}
