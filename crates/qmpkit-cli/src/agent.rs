@@ -11,18 +11,11 @@
 //! `Class: desc` on stderr), 2 the connection or the protocol failed, 64 a usage error; `exec`
 //! passes the program's own status through (128 + N when signal N ended it).
 
-use std::io::Write;
-use std::time::Duration;
-
 use qmpkit::agent::{Agent, AgentBuilder, Exec};
+use std::io::Write;
 
+use crate::common::{FAILED, Failure, OK, USAGE, seconds};
 use crate::kv;
-
-/// Exit statuses.
-const OK: i32 = 0;
-const REFUSED: i32 = 1;
-const FAILED: i32 = 2;
-const USAGE: i32 = 64;
 
 /// Arguments of `qmp agent`.
 #[derive(Debug, clap::Args)]
@@ -38,8 +31,14 @@ pub(crate) struct AgentArgs {
     /// Wait up to this many seconds for an agent that does not answer yet (a booting guest).
     #[arg(long, value_name = "SECONDS")]
     wait: Option<String>,
-    /// [ADDR] COMMAND [key=value ...] | [ADDR] exec [--] PROGRAM [ARGS...]
-    #[arg(value_name = "ARGS", allow_hyphen_values = true, trailing_var_arg = true, num_args = 0..)]
+    /// The words: an address (optional), then a command and its arguments, or `exec`.
+    #[arg(
+        value_name = "ARGS",
+        allow_hyphen_values = true,
+        trailing_var_arg = true,
+        num_args = 0..,
+        help = "[ADDR] COMMAND [key=value ...] | [ADDR] exec [--] PROGRAM [ARGS...]"
+    )]
     words: Vec<String>,
 }
 
@@ -48,13 +47,6 @@ pub(crate) struct AgentArgs {
 enum Request {
     Command { name: String, arguments: serde_json::Map<String, serde_json::Value> },
     Exec { program: String, args: Vec<String> },
-}
-
-fn seconds(option: &str, text: &str) -> Result<Duration, String> {
-    text.parse::<f64>()
-        .ok()
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .ok_or_else(|| format!("--{option} takes a number of seconds, got \"{text}\""))
 }
 
 /// Splits the words into an address and a request.
@@ -152,20 +144,13 @@ async fn exec(agent: &Agent, program: String, args: Vec<String>) -> i32 {
 
 /// Prints one line about an error and picks the exit status.
 fn report(err: &qmpkit::Error) -> i32 {
-    match err.qmp_error() {
-        Some(refusal) => {
-            eprintln!("{}: {}", refusal.class, refusal.desc);
-            REFUSED
-        }
-        None => {
-            eprintln!("qmp agent: {err}");
-            FAILED
-        }
-    }
+    crate::common::finish("agent", Err(Failure::from(err)))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use serde_json::json;
 
     use super::*;

@@ -8,13 +8,17 @@
 //! - The value is, in this order: an integer when it reads as a (signed) 64-bit integer;
 //!   `true` or `false` (any case) as a boolean; JSON when it starts with `{` or `[`;
 //!   otherwise the text as a string (`name=42abc` is the string `"42abc"`; an empty value is
-//!   the empty string).
+//!   the empty string). A value in double or single quotes is the string inside them, so
+//!   `id="42"` is a string and `desc='a b'` can hold spaces, as in qmp-shell.
 //! - A dotted key builds nested objects: `a.b=1 a.c=2` is `{"a": {"b": 1, "c": 2}}`. A JSON
 //!   object given as a value can be extended the same way (`a={"b":1} a.c=2`), as in qmp-shell.
 //! - Errors: a word without `=`; an empty key or key part (`=1`, `a..b=1`); the same key set
 //!   twice; a key used both as a value and as an object (`a=1 a.b=2`, or `a.b=2 a=1`); a value
 //!   that starts with `{` or `[` but is not valid JSON. (qmp-shell would send that last one as
 //!   a string or guess at Python syntax; an error is clearer than a surprising argument.)
+//!
+//! [`split_words`] cuts a typed line into words the way qmp-shell does: at blanks, except
+//! inside quotes. It also keeps a JSON value whole (`o={"a": 1}`), which qmp-shell cuts.
 
 use serde_json::{Map, Value};
 
@@ -29,6 +33,8 @@ pub(crate) enum KvError {
     Duplicate(String),
     /// A key was used both as a value and as an object.
     LeafAndObject(String),
+    /// A line ended inside quotes or brackets.
+    Unterminated(String),
     /// A value starting with `{` or `[` was not valid JSON.
     BadJson {
         /// The key.
@@ -45,6 +51,7 @@ impl std::fmt::Display for KvError {
             KvError::EmptyKey(word) => write!(f, "empty key in \"{word}\""),
             KvError::Duplicate(key) => write!(f, "cannot set \"{key}\" multiple times"),
             KvError::LeafAndObject(key) => write!(f, "cannot use \"{key}\" as both leaf and non-leaf key"),
+            KvError::Unterminated(word) => write!(f, "unterminated quote or bracket in \"{word}\""),
             KvError::BadJson { key, reason } => write!(f, "the value of \"{key}\" is not valid JSON: {reason}"),
         }
     }
@@ -54,6 +61,13 @@ impl std::error::Error for KvError {}
 
 /// Reads one value by the rules above.
 fn parse_value(key: &str, text: &str) -> Result<Value, KvError> {
+    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        // The JSON reading of a double-quoted string gives `\"` and `\n` their meaning.
+        return Ok(Value::String(serde_json::from_str(text).unwrap_or_else(|_| inner.to_owned())));
+    }
+    if let Some(inner) = text.strip_prefix('\'').and_then(|t| t.strip_suffix('\'')).filter(|_| text.len() >= 2) {
+        return Ok(Value::String(inner.replace("\\'", "'")));
+    }
     if let Ok(n) = text.parse::<i64>() {
         return Ok(Value::from(n));
     }
@@ -107,6 +121,59 @@ where
     Ok(arguments)
 }
 
+/// Cuts a typed line into words: at blanks outside quotes and outside `{...}`/`[...]`.
+/// Quotes stay in the words; [`parse_arguments`] takes them off values.
+///
+/// # Errors
+/// [`KvError::Unterminated`] when the line ends inside quotes or brackets.
+pub(crate) fn split_words(line: &str) -> Result<Vec<String>, KvError> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let mut depth = 0usize;
+    let mut escaped = false;
+    for c in line.chars() {
+        if let Some(q) = quote {
+            word.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' => {
+                quote = Some(c);
+                word.push(c);
+            }
+            '{' | '[' => {
+                depth += 1;
+                word.push(c);
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                word.push(c);
+            }
+            c if c.is_whitespace() && depth == 0 => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if quote.is_some() || depth > 0 {
+        return Err(KvError::Unterminated(word));
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    Ok(words)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -132,6 +199,8 @@ mod tests {
             (&[r#"l=["-c", "exit 3"]"#], json!({"l": ["-c", "exit 3"]})),
             (&["a.b=1", "a.c.d=x"], json!({"a": {"b": 1, "c": {"d": "x"}}})),
             (&[r#"a={"b":1}"#, "a.c=2"], json!({"a": {"b": 1, "c": 2}})),
+            (&[r#"id="42""#, "t='a b'", r#"q="say \"hi\"""#], json!({"id": "42", "t": "a b", "q": "say \"hi\""})),
+            (&["x=\"", "y='"], json!({"x": "\"", "y": "'"})),
         ];
         for (words, want) in ok {
             assert_eq!(parse_arguments(words.iter()).map(Value::Object), Ok(want.clone()), "{words:?}");
@@ -164,5 +233,26 @@ mod tests {
         let bad = parse_arguments(["o={oops"]).unwrap_err();
         assert!(matches!(&bad, KvError::BadJson { key, .. } if key == "o"), "{bad:?}");
         assert!(bad.to_string().starts_with("the value of \"o\" is not valid JSON: "));
+    }
+
+    #[test]
+    fn splitting_lines() {
+        let ok: &[(&str, &[&str])] = &[
+            ("", &[]),
+            ("  query-status  ", &["query-status"]),
+            ("a b=1\tc=2", &["a", "b=1", "c=2"]),
+            (r#"x s="a b" t='c d'"#, &["x", r#"s="a b""#, "t='c d'"]),
+            (r#"x o={"a": [1, 2]} l=[ "p q" ]"#, &["x", r#"o={"a": [1, 2]}"#, r#"l=[ "p q" ]"#]),
+            (r#"x s="a \" b""#, &["x", r#"s="a \" b""#]),
+            ("transaction( a )", &["transaction(", "a", ")"]),
+        ];
+        for (line, want) in ok {
+            assert_eq!(split_words(line).unwrap(), *want, "{line:?}");
+        }
+        for bad in [r#"x s="a b"#, "x o={\"a\": 1", "x t='"] {
+            let err = split_words(bad).unwrap_err();
+            assert!(matches!(err, KvError::Unterminated(_)), "{bad:?}");
+            assert!(err.to_string().starts_with("unterminated quote or bracket in "));
+        }
     }
 }

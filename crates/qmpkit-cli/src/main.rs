@@ -1,27 +1,65 @@
 //! `qmp`: the QMP command-line tool.
 //!
 //! Each subcommand is a thin layer over the libraries: parse arguments, call the library,
-//! turn the outcome into output and an exit code.
+//! turn the outcome into output and an exit code. What they share (exit statuses, the
+//! address, output style, tracing) is in `common`; the `key=value` reader in `kv`.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod agent;
 mod bench;
+mod common;
+mod events;
+mod exec;
+mod info;
+mod job;
 mod kv;
+mod shell;
 mod sim;
+mod wrap;
 
 /// The QEMU Monitor Protocol from the command line.
 #[derive(Debug, Parser)]
-#[command(name = "qmp", version, about)]
+#[command(
+    name = "qmp",
+    version,
+    about,
+    after_help = "ADDR is a unix socket path or host:port; without it, $QMP_SOCKET.\n\
+Examples:\n  qmp shell /run/vm1.qmp\n  qmp exec /run/vm1.qmp query-status\n  qmp events ./qmp.sock --name STOP --count 1\n  \
+qmp info localhost:4444\n\n\
+Exit status: 0 ok, 1 QEMU refused, 2 connection or protocol failure, 64 usage."
+)]
 struct Cli {
+    /// Trace the protocol on stderr (-vv: everything); RUST_LOG overrides.
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// An interactive QMP shell (qmp-shell's syntax) with completion, help and live events.
+    Shell(shell::ShellArgs),
+    /// Run one command and print its return value as JSON.
+    Exec(exec::ExecArgs),
+    /// Print events as JSON lines as they arrive.
+    Events(events::EventsArgs),
+    /// Show what a VM is: version, name, status, kvm, balloon, cpus, block devices, jobs.
+    Info(info::InfoArgs),
+    /// Start QEMU connected to a private socket and open the shell on it (qmp-shell-wrap).
+    Wrap(wrap::WrapArgs),
+    /// Run a command that starts a job and follow it to its end with a progress bar.
+    Job(job::JobArgs),
     /// Run one command on a guest agent (qemu-ga), or a program in the guest with `exec`.
     Agent(agent::AgentArgs),
+    /// Print a completion script for a shell: bash, zsh, fish, elvish or powershell.
+    #[command(after_help = "Examples:\n  qmp completions bash > ~/.local/share/bash-completion/completions/qmp\n  \
+                            qmp completions fish > ~/.config/fish/completions/qmp.fish")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Measure qmpkit against real QEMU and the Python reference client.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -29,23 +67,43 @@ enum Command {
     Sim(sim::Args),
 }
 
-fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        // `qmp agent` keeps exit status 2 for connection failures: its usage errors are 64.
-        Err(err) if std::env::args().nth(1).as_deref() == Some("agent") => {
+        Err(err) => {
             let _ = err.print();
-            std::process::exit(if err.use_stderr() { 64 } else { 0 });
+            // --help and --version are not errors; a wrong command line is EX_USAGE, so that
+            // 2 keeps meaning "the connection failed".
+            std::process::exit(if err.use_stderr() { common::USAGE } else { common::OK });
         }
-        Err(err) => err.exit(),
     };
-    match cli.command {
-        Command::Agent(args) => std::process::exit(agent::run(args)),
-        Command::Bench(command) => bench::run(command),
-        Command::Sim(args) => sim::run(args),
-    }
+    common::init_tracing(cli.verbose);
+    let code = match cli.command {
+        Command::Shell(args) => shell::run(args, cli.verbose),
+        Command::Exec(args) => exec::run(args),
+        Command::Events(args) => events::run(args),
+        Command::Info(args) => info::run(args),
+        Command::Wrap(args) => wrap::run(args, cli.verbose),
+        Command::Job(args) => job::run(args),
+        Command::Agent(args) => agent::run(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "qmp", &mut std::io::stdout());
+            common::OK
+        }
+        Command::Bench(command) => match bench::run(command) {
+            Ok(()) => common::OK,
+            Err(err) => {
+                eprintln!("qmp bench: {err:#}");
+                common::FAILED
+            }
+        },
+        Command::Sim(args) => match sim::run(args) {
+            Ok(()) => common::OK,
+            Err(err) => {
+                eprintln!("qmp sim: {err:#}");
+                common::FAILED
+            }
+        },
+    };
+    std::process::exit(code);
 }
