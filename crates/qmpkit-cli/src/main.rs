@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod agent;
 mod bench;
 mod kv;
+mod proxy;
 
 /// The QEMU Monitor Protocol from the command line.
 #[derive(Debug, Parser)]
@@ -24,6 +25,8 @@ enum Command {
     /// Measure qmpkit against real QEMU and the Python reference client.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Share one QEMU monitor among many clients, with a policy per listener.
+    Proxy(proxy::ProxyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,5 +46,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Agent(args) => std::process::exit(agent::run(args)),
         Command::Bench(command) => bench::run(command),
+        Command::Proxy(args) => proxy::run(args),
     }
 }
