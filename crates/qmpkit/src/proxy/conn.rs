@@ -317,7 +317,9 @@ impl Conn {
         if oob {
             options = options.oob();
         }
-        let result = self.upstream.client.call_raw_json(&request.name, &request.arguments, options).await;
+        // No `"arguments": {}` when there are none: QEMU reads its input a byte at a time.
+        let arguments = (!request.arguments.is_empty()).then_some(&request.arguments);
+        let result = self.upstream.client.call_raw_json(&request.name, arguments, options).await;
         let result = match result {
             Ok(raw) => {
                 self.note_fd_name(request);

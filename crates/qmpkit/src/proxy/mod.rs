@@ -29,6 +29,15 @@
 //!   replies (including the ones the proxy writes itself, for malformed input or refused
 //!   commands) keep the order of its requests, as QEMU's in-band replies do. Its out-of-band
 //!   commands go up at once, beside it (at most 8 per client at a time).
+//! - **Ids upstream.** A client's id never goes to QEMU: the proxy keeps it and writes it
+//!   back on the reply. In-band commands go up without any id by default and their replies
+//!   are matched in order, which QEMU guarantees (out-of-band commands and commands with
+//!   descriptors carry the upstream client's own ids). QEMU reads its input one byte per
+//!   system call, so an id costs it about as much as the proxy's whole hop. This is safe
+//!   because QEMU answers without an id only input it cannot parse, and every request the
+//!   proxy forwards has passed QEMU's own parser rules and limits in the downstream session
+//!   and is re-encoded compactly (never longer, never deeper). [`ProxyBuilder::upstream_ids`]
+//!   turns ids on.
 //! - **Fairness.** In-band commands enter QEMU's 8-command window through a FIFO semaphore,
 //!   and since each client waits for at most one slot at a time, the window is shared
 //!   round-robin: a client that floods waits its turn behind one command of every other
@@ -160,6 +169,7 @@ pub struct ProxyBuilder {
     listeners: Vec<(String, Listener, Policy)>,
     backoff: (Duration, Duration),
     connect_timeout: Duration,
+    upstream_ids: bool,
     settings: Settings,
 }
 
@@ -178,6 +188,7 @@ impl ProxyBuilder {
             listeners: Vec::new(),
             backoff: (Duration::from_millis(50), Duration::from_secs(5)),
             connect_timeout: Duration::from_secs(5),
+            upstream_ids: false,
             settings: Settings { output_limit: 1 << 20, queue: 64, close_grace: Duration::from_secs(1), hook: None },
         }
     }
@@ -201,6 +212,14 @@ impl ProxyBuilder {
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Whether in-band commands carry ids on the way to QEMU (default: no; see the module
+    /// docs, "Ids upstream").
+    #[must_use]
+    pub fn upstream_ids(mut self, ids: bool) -> Self {
+        self.upstream_ids = ids;
         self
     }
 
@@ -237,6 +256,7 @@ impl ProxyBuilder {
             listeners: self.listeners.into_iter().map(|(n, l, p)| Arc::new(ListenerEntry::new(n, l, p))).collect(),
             backoff: self.backoff,
             connect_timeout: self.connect_timeout,
+            upstream_ids: self.upstream_ids,
             settings: self.settings,
             status,
             next_client: Arc::new(AtomicU64::new(1)),
@@ -262,6 +282,7 @@ pub struct Proxy {
     listeners: Vec<Arc<ListenerEntry>>,
     backoff: (Duration, Duration),
     connect_timeout: Duration,
+    upstream_ids: bool,
     settings: Settings,
     status: watch::Sender<Status>,
     next_client: Arc<AtomicU64>,
@@ -374,6 +395,7 @@ impl Proxy {
             .connect_timeout(Some(self.connect_timeout))
             .handshake_timeout(Some(self.connect_timeout))
             .event_buffer(1 << 16)
+            .in_band_ids(self.upstream_ids)
             .connect_endpoint(&self.upstream)
             .await
             .map_err(|e| e.to_string())?;
