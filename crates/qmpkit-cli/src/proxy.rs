@@ -152,3 +152,41 @@ fn log_line(out: &Mutex<LineWriter<Box<dyn Write + Send>>>, exchange: &Exchange<
     // A full disk or a closed stderr must not stop the proxy.
     let _ = out.write_all(line.as_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn policies_read_from_toml_and_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = write(
+            dir.path(),
+            "p.toml",
+            "[[listener]]\naddress = \"ro.sock\"\nallow = [\"query-*\"]\nevents = [\"STOP\"]\n",
+        );
+        let policies = read_policies(&toml).unwrap();
+        let ro = &policies["ro.sock"];
+        assert!(ro.allows_command("query-status") && !ro.allows_command("stop"));
+        assert!(ro.allows_event("STOP") && !ro.allows_event("RESUME"));
+        let json = write(dir.path(), "p.json", r#"{"listener": [{"address": "a", "deny": ["quit"]}]}"#);
+        assert!(!read_policies(&json).unwrap()["a"].allows_command("quit"));
+    }
+
+    #[test]
+    fn bad_policies_are_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let twice = write(dir.path(), "t.toml", "[[listener]]\naddress = \"a\"\n[[listener]]\naddress = \"a\"\n");
+        assert!(read_policies(&twice).unwrap_err().to_string().contains("two entries"));
+        let typo = write(dir.path(), "u.toml", "[[listener]]\naddress = \"a\"\nalow = []\n");
+        assert!(format!("{:#}", read_policies(&typo).unwrap_err()).contains("alow"));
+        let glob = write(dir.path(), "g.toml", "[[listener]]\naddress = \"a\"\nallow = [\"[x\"]\n");
+        assert!(read_policies(&glob).unwrap_err().to_string().contains("bad pattern"));
+    }
+}

@@ -271,6 +271,16 @@ async fn a_read_only_listener_refuses_as_qemu_does_for_a_missing_command() {
         assert_eq!(error.class, qmpkit::ErrorClass::CommandNotFound);
         assert_eq!(error.desc, format!("The command {command} has not been found"));
     }
+    // Introspection shows the read-only client what it may run, and nothing else.
+    let commands = ro.execute("query-commands", ()).await.unwrap();
+    let names: Vec<&str> = commands.as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+    assert!(names.contains(&"query-status") && names.contains(&"qmp_capabilities"), "{names:?}");
+    assert!(
+        names.iter().all(|n| n.starts_with("query-") || *n == "qmp_capabilities")
+            && !names.contains(&"query-qmp-schema")
+    );
+    let all = rw.execute("query-commands", ()).await.unwrap();
+    assert!(all.as_array().unwrap().iter().any(|c| c["name"] == "stop"));
     rw.execute("stop", ()).await.unwrap();
     assert_eq!(ro.query_status().await.unwrap().status, qmpkit::types::RunState::Paused);
     proxy.shutdown().await;

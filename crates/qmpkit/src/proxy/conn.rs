@@ -323,7 +323,7 @@ impl Conn {
         let result = match result {
             Ok(raw) => {
                 self.note_fd_name(request);
-                Ok(raw)
+                Ok(self.filtered(&request.name, raw))
             }
             Err(Error::Qmp { error, .. }) => Err(*error),
             Err(Error::Disconnected(reason)) => {
@@ -332,6 +332,19 @@ impl Conn {
             Err(other) => Err(QmpError::generic(format!("qmp proxy: {other}"))),
         };
         encode_reply(request.id.as_ref(), result)
+    }
+
+    /// An introspection result without what the listener's policy hides.
+    fn filtered(&self, command: &str, raw: Box<RawValue>) -> Box<RawValue> {
+        if !matches!(command, "query-commands" | "query-qmp-schema") || !self.policy.restricts() {
+            return raw;
+        }
+        let Ok(mut value) = serde_json::from_str::<Value>(raw.get()) else { return raw };
+        self.policy.filter_introspection(command, &mut value);
+        let mut text = Vec::new();
+        encode_server_value(&value, false, &mut text);
+        text.truncate(text.len() - 2);
+        String::from_utf8(text).ok().and_then(|t| RawValue::from_string(t).ok()).unwrap_or(raw)
     }
 
     /// Refuses `getfd` and `closefd` of a name another client holds (see the module docs).

@@ -50,6 +50,8 @@
 //! - **`qmp_capabilities`** is answered by the proxy for each client ([`ServerSession`]): it
 //!   never reaches QEMU, whose own negotiation the proxy did once. A client may enable `oob`
 //!   only when the upstream connection has it.
+//! - **Introspection** agrees with the policy: on a restricted listener, `query-commands`
+//!   and `query-qmp-schema` leave out the commands (and events) the listener hides.
 //! - **Refusals** by policy, and commands QEMU does not have, get QEMU's `CommandNotFound`,
 //!   "The command X has not been found", written by the proxy. The proxy learns QEMU's
 //!   commands (and which allow `exec-oob`) from `query-qmp-schema` on every connection.

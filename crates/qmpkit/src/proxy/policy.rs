@@ -97,6 +97,28 @@ impl Policy {
         allowed && !self.deny.iter().any(|p| p.matches(name))
     }
 
+    /// Whether the policy hides anything at all.
+    #[must_use]
+    pub fn restricts(&self) -> bool {
+        self.allow.is_some() || !self.deny.is_empty() || self.events.is_some()
+    }
+
+    /// Removes what the policy hides from a `query-commands` or `query-qmp-schema` result, so
+    /// that introspection agrees with what the listener's clients may do.
+    pub(crate) fn filter_introspection(&self, command: &str, result: &mut serde_json::Value) {
+        let Some(entries) = result.as_array_mut() else { return };
+        let name = |e: &serde_json::Value| e["name"].as_str().unwrap_or_default().to_owned();
+        match command {
+            "query-commands" => entries.retain(|e| self.allows_command(&name(e))),
+            "query-qmp-schema" => entries.retain(|e| match e["meta-type"].as_str() {
+                Some("command") => self.allows_command(&name(e)),
+                Some("event") => self.allows_event(&name(e)),
+                _ => true,
+            }),
+            _ => {}
+        }
+    }
+
     /// Whether the listener's clients see this event.
     #[must_use]
     pub fn allows_event(&self, name: &str) -> bool {
@@ -168,6 +190,18 @@ mod tests {
         let policy = policy.events(["JOB_*"]).unwrap();
         assert!(policy.allows_event("JOB_STATUS_CHANGE"));
         assert!(!policy.allows_event("STOP"));
+        let mut commands = serde_json::json!([{"name": "stop"}, {"name": "query-kvm"}]);
+        policy.filter_introspection("query-commands", &mut commands);
+        assert_eq!(commands, serde_json::json!([{"name": "query-kvm"}]));
+        let mut schema = serde_json::json!([
+            {"name": "stop", "meta-type": "command"},
+            {"name": "STOP", "meta-type": "event"},
+            {"name": "JOB_STATUS_CHANGE", "meta-type": "event"},
+            {"name": "int", "meta-type": "builtin"},
+        ]);
+        policy.filter_introspection("query-qmp-schema", &mut schema);
+        let names: Vec<_> = schema.as_array().unwrap().iter().map(|e| e["name"].clone()).collect();
+        assert_eq!(names, ["JOB_STATUS_CHANGE", "int"]);
     }
 
     #[test]
