@@ -42,6 +42,9 @@ pub(crate) struct ProxyArgs {
     /// Write the exchange log to this file (implies -v).
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
+    /// Do not enable `oob` with QEMU (nor offer it to clients).
+    #[arg(long)]
+    no_oob: bool,
     /// Permission bits of the unix sockets the proxy listens on.
     #[arg(long, value_name = "OCTAL", default_value = "600")]
     mode: String,
@@ -99,7 +102,8 @@ pub(crate) fn run(args: ProxyArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let mut builder = Proxy::builder(upstream)
             .backoff(Duration::from_millis(args.backoff_initial), Duration::from_millis(args.backoff_max))
-            .output_limit(args.output_limit);
+            .output_limit(args.output_limit)
+            .upstream_oob(!args.no_oob);
         for address in &args.listen {
             let endpoint: Endpoint = address.parse().with_context(|| format!("--listen {address}"))?;
             let listener =

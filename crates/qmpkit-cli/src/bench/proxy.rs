@@ -25,6 +25,9 @@ pub(crate) struct Args {
     /// Round trips per scenario.
     #[arg(long, default_value_t = 20_000)]
     n: usize,
+    /// Run the proxy without `oob` upstream.
+    #[arg(long)]
+    no_oob: bool,
 }
 
 const REQUEST: &[u8] = b"{\"execute\":\"query-status\"}";
@@ -33,7 +36,7 @@ const REQUEST: &[u8] = b"{\"execute\":\"query-status\"}";
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("qmp-bench-proxy-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = measure(args.n, &dir);
+    let result = measure(args.n, args.no_oob, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     let report = result?;
     if args.json {
@@ -44,14 +47,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn measure(n: usize, dir: &Path) -> anyhow::Result<Value> {
+fn measure(n: usize, no_oob: bool, dir: &Path) -> anyhow::Result<Value> {
     let qemu = qmpkit::launch::Launcher::system().start().context("starting QEMU")?;
     let qemu_pid = qemu.pid().unsigned_abs();
     let qemu_path = qemu.qmp_socket().to_owned();
     let mut rows = vec![scenario("direct, 1 client", qemu_pid, None, || concurrent(&qemu_path, 1, n))?];
 
     let proxy_path = dir.join("proxy.sock");
-    let proxy = Proxy::start(&qemu_path, &proxy_path)?;
+    let proxy = Proxy::start(&qemu_path, &proxy_path, no_oob)?;
     for clients in [1, 10, 100] {
         let name = format!("proxy, {clients} client{}", if clients == 1 { "" } else { "s" });
         rows.push(scenario(&name, qemu_pid, Some(proxy.0.id()), || concurrent(&proxy_path, clients, n))?);
@@ -69,16 +72,17 @@ fn measure(n: usize, dir: &Path) -> anyhow::Result<Value> {
         "ops_100_clients_vs_direct_1_client": {"measured": throughput, "goal": ">= 1.0", "met": throughput >= 1.0},
         "proxy_cpu_vs_qemu_cpu_per_command": {"measured": cpu, "goal": "<= 0.2", "met": cpu <= 0.2},
     });
-    Ok(json!({"n": n, "scenarios": rows, "goals": goals}))
+    Ok(json!({"n": n, "upstream_oob": !no_oob, "scenarios": rows, "goals": goals}))
 }
 
 /// `qmp proxy` in a process of its own, killed when dropped.
 struct Proxy(Child);
 
 impl Proxy {
-    fn start(upstream: &Path, listen: &Path) -> anyhow::Result<Proxy> {
+    fn start(upstream: &Path, listen: &Path, no_oob: bool) -> anyhow::Result<Proxy> {
         let child = Command::new(std::env::current_exe()?)
             .arg("proxy")
+            .args(no_oob.then_some("--no-oob"))
             .arg("--upstream")
             .arg(upstream)
             .arg("--listen")

@@ -172,6 +172,7 @@ pub struct ProxyBuilder {
     backoff: (Duration, Duration),
     connect_timeout: Duration,
     upstream_ids: bool,
+    upstream_oob: bool,
     settings: Settings,
 }
 
@@ -191,6 +192,7 @@ impl ProxyBuilder {
             backoff: (Duration::from_millis(50), Duration::from_secs(5)),
             connect_timeout: Duration::from_secs(5),
             upstream_ids: false,
+            upstream_oob: true,
             settings: Settings { output_limit: 1 << 20, queue: 64, close_grace: Duration::from_secs(1), hook: None },
         }
     }
@@ -222,6 +224,14 @@ impl ProxyBuilder {
     #[must_use]
     pub fn upstream_ids(mut self, ids: bool) -> Self {
         self.upstream_ids = ids;
+        self
+    }
+
+    /// Whether to enable `oob` upstream when QEMU offers it (default: yes). Without it, the
+    /// proxy's clients cannot enable it either.
+    #[must_use]
+    pub fn upstream_oob(mut self, oob: bool) -> Self {
+        self.upstream_oob = oob;
         self
     }
 
@@ -259,6 +269,7 @@ impl ProxyBuilder {
             backoff: self.backoff,
             connect_timeout: self.connect_timeout,
             upstream_ids: self.upstream_ids,
+            upstream_oob: self.upstream_oob,
             settings: self.settings,
             status,
             next_client: Arc::new(AtomicU64::new(1)),
@@ -285,6 +296,7 @@ pub struct Proxy {
     backoff: (Duration, Duration),
     connect_timeout: Duration,
     upstream_ids: bool,
+    upstream_oob: bool,
     settings: Settings,
     status: watch::Sender<Status>,
     next_client: Arc<AtomicU64>,
@@ -398,6 +410,7 @@ impl Proxy {
             .handshake_timeout(Some(self.connect_timeout))
             .event_buffer(1 << 16)
             .in_band_ids(self.upstream_ids)
+            .oob(self.upstream_oob)
             .connect_endpoint(&self.upstream)
             .await
             .map_err(|e| e.to_string())?;
