@@ -290,7 +290,20 @@ async fn a_read_only_listener_refuses_as_qemu_does_for_a_missing_command() {
 async fn a_flooding_client_does_not_starve_a_polite_one() {
     const FLOOD: usize = 5000;
     let qemu = qemu_none_async().await;
-    let proxy = start_proxy(&socket(&qemu), vec![Policy::allow_all()], |b| b).await;
+    // The proxy's own log, in its order: which client each reply went to, and whether it was
+    // the polite client's.
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let proxy = start_proxy(&socket(&qemu), vec![Policy::allow_all()], {
+        let log = log.clone();
+        move |b| {
+            b.on_exchange(move |e| {
+                if e.direction == qmpkit::proxy::Direction::ToClient {
+                    log.lock().unwrap().push((e.client, e.message.contains("polite")));
+                }
+            })
+        }
+    })
+    .await;
     let mut flooder = Raw::connect(&proxy.path(0)).await;
     flooder.line().await;
     flooder.send("{\"execute\": \"qmp_capabilities\"}").await;
@@ -314,11 +327,20 @@ async fn a_flooding_client_does_not_starve_a_polite_one() {
     let mut started = count.clone();
     started.wait_for(|&n| n >= 100).await.unwrap();
     let polite = Client::connect(proxy.path(0)).await.unwrap();
-    for _ in 0..20 {
-        polite.query_status().await.unwrap();
+    const POLITE: usize = 20;
+    for _ in 0..POLITE {
+        polite.execute_raw(qmpkit::Command::new("query-status").with_id(qmpkit::Id::from("polite"))).await.unwrap();
     }
     let flooded = *count.borrow();
     assert!(flooded < FLOOD, "the polite client finished only after the whole flood ({flooded} replies)");
+    // Between the polite client's first reply and its last, the flooder got about one reply per
+    // polite command (round-robin), not a queue's worth.
+    let log = log.lock().unwrap().clone();
+    let first = log.iter().position(|&(_, polite)| polite).unwrap();
+    let last = log.iter().rposition(|&(_, polite)| polite).unwrap();
+    let flooder_id = log[0].0;
+    let between = log[first..last].iter().filter(|&&(client, _)| client == flooder_id).count();
+    assert!(between <= 2 * POLITE, "the flooder got {between} replies while the polite client got {POLITE}");
     reader.await.unwrap();
     drop(writer.await.unwrap());
     proxy.shutdown().await;

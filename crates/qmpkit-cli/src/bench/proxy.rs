@@ -140,8 +140,9 @@ fn scenario(
 
 fn print_table(report: &Value) {
     println!(
-        "qmp bench proxy: {} sequential query-status round trips per scenario, shared among the clients",
-        report["n"]
+        "qmp bench proxy: {} sequential query-status round trips per scenario, shared among the clients; \
+         oob upstream: {}",
+        report["n"], report["upstream_oob"]
     );
     println!();
     println!("| scenario | ops/s | p50 µs | p99 µs | QEMU CPU µs/op | proxy CPU µs/op |");
