@@ -47,7 +47,8 @@
 //! - **Slow readers.** Everything written to a client goes through its own output queue,
 //!   bounded in bytes (1 MiB by default, [`ProxyBuilder::output_limit`]). A client that stops
 //!   reading fills it and is then disconnected; events for the others are not held up.
-//! - **`qmp_capabilities`** is answered by the proxy for each client ([`ServerSession`]): it
+//! - **`qmp_capabilities`** is answered by the proxy for each client
+//!   ([`ServerSession`](qmpkit_proto::ServerSession)): it
 //!   never reaches QEMU, whose own negotiation the proxy did once. A client may enable `oob`
 //!   only when the upstream connection has it.
 //! - **Introspection** agrees with the policy: on a restricted listener, `query-commands`
@@ -100,9 +101,6 @@ use tokio::task::JoinSet;
 pub use self::policy::{ListenerPolicy, Policy, PolicyError, PolicyFile};
 use crate::transport::{Endpoint, Listener, Stream};
 use crate::{Client, ClientBuilder, EventFilter, EventItem};
-
-#[allow(unused_imports)] // Named by the docs above.
-use qmpkit_proto::ServerSession;
 
 /// QEMU's limit on in-band commands queued per monitor.
 const WINDOW: usize = 8;
