@@ -477,3 +477,48 @@ async fn the_exchange_log_names_each_client() {
     assert!(seen[2].2.ends_with(r#""id": "x"}"#), "{}", seen[2].2);
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_mid_flight_disturbs_neither_qemu_nor_the_others() {
+    let qemu = qemu_none_async().await;
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let proxy = start_proxy(&socket(&qemu), vec![Policy::allow_all()], |b| {
+        b.on_exchange(move |e| {
+            if e.direction == qmpkit::proxy::Direction::FromClient {
+                let _ = seen_tx.send(e.message.to_owned());
+            }
+        })
+    })
+    .await;
+    let mut leaving = Raw::connect(&proxy.path(0)).await;
+    leaving.line().await;
+    leaving.send("{\"execute\": \"qmp_capabilities\"}").await;
+    leaving.line().await;
+    // A command that blocks QEMU's main loop, and one queued behind it.
+    let fifo_path = fifo(&qemu);
+    let blockdev = json!({"execute": "blockdev-add", "id": "a1", "arguments":
+        {"driver": "file", "node-name": "blocked", "filename": fifo_path, "read-only": true}});
+    leaving.send(&format!("{blockdev}{{\"execute\": \"query-status\", \"id\": \"a2\"}}")).await;
+    assert!(seen.recv().await.unwrap().contains("blockdev-add"));
+    assert!(seen.recv().await.unwrap().contains("query-status"));
+
+    // Another client's command waits upstream behind the blocked one.
+    let other = Client::connect(proxy.path(0)).await.unwrap();
+    let version = tokio::spawn({
+        let other = other.clone();
+        async move { other.execute("query-version", ()).await }
+    });
+    assert!(seen.recv().await.unwrap().contains("query-version"));
+
+    // The first client leaves; QEMU then answers everything, and only the reply meant for the
+    // other client reaches it.
+    drop(leaving);
+    let _writer = qmpkit_tests::release_fifo(&fifo_path);
+    let version = version.await.unwrap().unwrap();
+    assert!(version["qemu"]["major"].is_u64(), "{version}");
+    assert_eq!(other.query_status().await.unwrap().status, qmpkit::types::RunState::Running);
+    assert_eq!(other.execute("query-name", ()).await.unwrap(), json!({}));
+    let status = proxy.proxy.status().borrow().clone();
+    assert_eq!((status.generation, status.connected), (1, true));
+    proxy.shutdown().await;
+}
