@@ -417,16 +417,25 @@ async fn qemu_killed_mid_flight_then_back_on_the_same_socket() {
                 .await
         }
     });
+    // The other client's command is blocked too, whichever of the two reaches QEMU first.
     let queued = tokio::spawn({
         let bystander = bystander.clone();
-        async move { bystander.execute("query-status", ()).await }
+        let filename = fifo_path.display().to_string();
+        async move {
+            bystander
+                .execute(
+                    "blockdev-add",
+                    json!({"driver": "file", "node-name": "blocked2", "filename": filename, "read-only": true}),
+                )
+                .await
+        }
     });
     // The proxy has both requests once its log shows them.
     let mut requests = Vec::new();
     while requests.len() < 2 {
         requests.push(seen.recv().await.unwrap());
     }
-    assert!(requests.iter().any(|r| r.contains("blockdev-add")) && requests.iter().any(|r| r.contains("query-status")));
+    assert!(requests.iter().all(|r| r.contains("blockdev-add")), "{requests:?}");
     // An out-of-band round trip overtakes the blocked main loop.
     client.execute_oob("query-yank", ()).await.unwrap();
     qemu.signal(Signal::KILL).unwrap();
