@@ -179,10 +179,13 @@ impl Conn {
         }
         if let Ended::UpstreamGone = ended {
             // Stop reading, so that the executor fails what is queued (QEMU's connection is
-            // closed, so each call fails at once), then flush, within the grace period.
+            // closed, so each call fails at once), let the out-of-band calls fail the same way,
+            // then flush, within the grace period.
             drop(reader);
+            let mut oob = std::mem::take(&mut *oob_tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
             let finish = async {
                 executor.await;
+                while oob.join_next().await.is_some() {}
                 outbox.close();
                 writer.await;
             };
