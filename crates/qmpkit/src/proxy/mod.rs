@@ -3,9 +3,8 @@
 //! QEMU serves one client per monitor socket. A [`Proxy`] holds the one connection to QEMU
 //! (with `oob` when QEMU offers it) and serves any number of clients on its own listeners. Each
 //! client sees a normal QMP server: a greeting with QEMU's version and capabilities, its own
-//! negotiation, its own ids echoed exactly as sent (any JSON type: the upstream [`Client`]
-//! gives each command an id of its own on the way up, and the reply is written back with the
-//! client's id), every event QEMU sends in QEMU's order once it has negotiated, `exec-oob`
+//! negotiation, its own ids echoed exactly as sent (any JSON type: the id stays in the proxy
+//! and is written back on the reply), every event QEMU sends in QEMU's order once it has negotiated, `exec-oob`
 //! passed through, and file descriptors passed through with `getfd` and `add-fd`.
 //!
 //! ```no_run
@@ -62,9 +61,10 @@
 //!   client of this proxy") rather than silently replacing that client's descriptor, and a
 //!   `closefd` of such a name gets QEMU's own "File descriptor named 'X' not found". When a
 //!   client leaves, the proxy closes the names it still holds, as if its monitor had gone.
-//! - **`add-fd`/`remove-fd`** pass through unchanged. Fd sets are global in QEMU; the ones
-//!   added through a monitor are cleaned up when *no* monitor is connected any more, and the
-//!   proxy's stays connected, which is what QEMU does when a second monitor stays connected.
+//! - **`add-fd`/`remove-fd`** pass through unchanged. Fd sets are global in QEMU, not per
+//!   monitor: QEMU 7.2 closes a set's unused descriptors only once *no* monitor is connected
+//!   (later versions only after `remove-fd`), so a client leaving the proxy, whose monitor
+//!   stays connected, keeps them as QEMU keeps them when another monitor stays connected.
 //! - **Descriptors** that a client sends travel with its next `getfd` or `add-fd`, as QEMU
 //!   attaches them to the command that follows; like QEMU, a later batch replaces an earlier
 //!   unused one (at most [`MAX_FDS_PER_MESSAGE`](crate::transport::MAX_FDS_PER_MESSAGE)).
