@@ -5,7 +5,8 @@
 //! from `/proc` exactly as QEMU's is (`/proc/PID/task/*/schedstat`, nanoseconds, all threads).
 //! Scenarios: sequential `query-status` round trips straight to QEMU, then the same through the
 //! proxy with 1, 10 and 100 concurrent clients (a QEMU monitor serves one client at a time, so
-//! only the proxy can have more).
+//! only the proxy can have more). Each round runs them all, direct and proxied taking turns
+//! at going first, with a fresh proxy; the table shows each figure's median over the rounds.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -25,6 +26,9 @@ pub(crate) struct Args {
     /// Round trips per scenario.
     #[arg(long, default_value_t = 20_000)]
     n: usize,
+    /// Rounds of every scenario (direct and proxied runs take turns); figures are medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Run the proxy without `oob` upstream.
     #[arg(long)]
     no_oob: bool,
@@ -36,7 +40,7 @@ const REQUEST: &[u8] = b"{\"execute\":\"query-status\"}";
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("qmp-bench-proxy-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = measure(args.n, args.no_oob, &dir);
+    let result = measure(args.n, args.rounds, args.no_oob, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     let report = result?;
     if args.json {
@@ -47,19 +51,30 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn measure(n: usize, no_oob: bool, dir: &Path) -> anyhow::Result<Value> {
+fn measure(n: usize, rounds: usize, no_oob: bool, dir: &Path) -> anyhow::Result<Value> {
     let qemu = qmpkit::launch::Launcher::system().start().context("starting QEMU")?;
     let qemu_pid = qemu.pid().unsigned_abs();
     let qemu_path = qemu.qmp_socket().to_owned();
-    let mut rows = vec![scenario("direct, 1 client", qemu_pid, None, || concurrent(&qemu_path, 1, n))?];
-
     let proxy_path = dir.join("proxy.sock");
-    let proxy = Proxy::start(&qemu_path, &proxy_path, no_oob)?;
-    for clients in [1, 10, 100] {
-        let name = format!("proxy, {clients} client{}", if clients == 1 { "" } else { "s" });
-        rows.push(scenario(&name, qemu_pid, Some(proxy.0.id()), || concurrent(&proxy_path, clients, n))?);
+    // Direct and proxied runs take turns, first one then the other, so that a change in the
+    // machine's load (or QEMU warming up) does not fall on one side only.
+    let mut samples: Vec<Vec<Value>> = vec![Vec::new(); 4];
+    for round in 0..rounds.max(1) {
+        let direct = || scenario("direct, 1 client", qemu_pid, None, || concurrent(&qemu_path, 1, n));
+        if round % 2 == 0 {
+            samples[0].push(direct()?);
+        }
+        let proxy = Proxy::start(&qemu_path, &proxy_path, no_oob)?;
+        for (i, clients) in [1, 10, 100].into_iter().enumerate() {
+            let name = format!("proxy, {clients} client{}", if clients == 1 { "" } else { "s" });
+            samples[i + 1].push(scenario(&name, qemu_pid, Some(proxy.0.id()), || concurrent(&proxy_path, clients, n))?);
+        }
+        drop(proxy);
+        if round % 2 == 1 {
+            samples[0].push(direct()?);
+        }
     }
-    drop(proxy);
+    let rows: Vec<Value> = samples.iter().map(|s| median_row(s)).collect();
 
     let figure = |row: usize, key: &str| rows[row][key].as_f64().unwrap_or(f64::NAN);
     let added_p50 = figure(1, "p50_us") / figure(0, "p50_us") - 1.0;
@@ -72,7 +87,20 @@ fn measure(n: usize, no_oob: bool, dir: &Path) -> anyhow::Result<Value> {
         "ops_100_clients_vs_direct_1_client": {"measured": throughput, "goal": ">= 1.0", "met": throughput >= 1.0},
         "proxy_cpu_vs_qemu_cpu_per_command": {"measured": cpu, "goal": "<= 0.2", "met": cpu <= 0.2},
     });
-    Ok(json!({"n": n, "upstream_oob": !no_oob, "scenarios": rows, "goals": goals}))
+    Ok(json!({"n": n, "rounds": rounds, "upstream_oob": !no_oob, "scenarios": rows, "goals": goals}))
+}
+
+/// The median of each figure over the rounds of one scenario.
+fn median_row(samples: &[Value]) -> Value {
+    let mut row = samples[0].clone();
+    for key in ["ops_per_s", "p50_us", "p99_us", "qemu_cpu_us_per_op", "proxy_cpu_us_per_op"] {
+        let mut values: Vec<f64> = samples.iter().filter_map(|s| s[key].as_f64()).collect();
+        values.sort_by(f64::total_cmp);
+        if let Some(&median) = values.get(values.len() / 2) {
+            row[key] = json!(median);
+        }
+    }
+    row
 }
 
 /// `qmp proxy` in a process of its own, killed when dropped.
@@ -141,8 +169,8 @@ fn scenario(
 fn print_table(report: &Value) {
     println!(
         "qmp bench proxy: {} sequential query-status round trips per scenario, shared among the clients; \
-         oob upstream: {}",
-        report["n"], report["upstream_oob"]
+         median of {} rounds; oob upstream: {}",
+        report["n"], report["rounds"], report["upstream_oob"]
     );
     println!();
     println!("| scenario | ops/s | p50 µs | p99 µs | QEMU CPU µs/op | proxy CPU µs/op |");
