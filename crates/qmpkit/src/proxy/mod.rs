@@ -33,10 +33,12 @@
 //!   are matched in order, which QEMU guarantees (out-of-band commands and commands with
 //!   descriptors carry the upstream client's own ids). QEMU reads its input one byte per
 //!   system call, so an id costs it about as much as the proxy's whole hop. This is safe
-//!   because QEMU answers without an id only input it cannot parse, and every request the
-//!   proxy forwards has passed QEMU's own parser rules and limits in the downstream session
-//!   and is re-encoded compactly (never longer, never deeper). [`ProxyBuilder::upstream_ids`]
-//!   turns ids on.
+//!   because QEMU answers without an id only input it cannot parse, and then with one error
+//!   in the place of that input among the in-band replies, which is where the proxy expects
+//!   the reply; and every request it forwards has passed QEMU's parser rules and limits in
+//!   the downstream session and is re-encoded compactly, so QEMU does not split one request
+//!   into several errors (as it does for input past its limits).
+//!   [`ProxyBuilder::upstream_ids`] turns ids on.
 //! - **Fairness.** In-band commands enter QEMU's 8-command window through a FIFO semaphore,
 //!   and since each client waits for at most one slot at a time, the window is shared
 //!   round-robin: a client that floods waits its turn behind one command of every other
