@@ -119,6 +119,22 @@ pub(crate) fn run(args: ProxyArgs) -> anyhow::Result<()> {
             builder = builder.on_exchange(move |exchange| log_line(&out, exchange));
         }
         let proxy = builder.build();
+        // The upstream connection's changes go to stderr whatever the log level: an operator
+        // needs to see that QEMU went away and came back.
+        let mut status = proxy.status();
+        let upstream = args.upstream.clone();
+        tokio::spawn(async move {
+            while status.changed().await.is_ok() {
+                let now = status.borrow_and_update().clone();
+                match (now.connected, now.last_error) {
+                    (true, _) => {
+                        eprintln!("qmp proxy: connected to QEMU at {upstream} (connection {})", now.generation)
+                    }
+                    (false, Some(reason)) => eprintln!("qmp proxy: QEMU at {upstream}: {reason}; retrying"),
+                    (false, None) => {}
+                }
+            }
+        });
         proxy.run(shutdown()).await;
         Ok(())
     })
