@@ -14,6 +14,7 @@ mod exec;
 mod info;
 mod job;
 mod kv;
+mod proxy;
 mod shell;
 mod sim;
 mod wrap;
@@ -65,6 +66,8 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Serve simulated QEMU monitors (QEMU 7.2 or 10.0) for testing QMP clients.
     Sim(sim::Args),
+    /// Share one QEMU monitor among many clients, with a policy per listener.
+    Proxy(proxy::ProxyArgs),
 }
 
 fn main() {
@@ -77,7 +80,9 @@ fn main() {
             std::process::exit(if err.use_stderr() { common::USAGE } else { common::OK });
         }
     };
-    common::init_tracing(cli.verbose);
+    // `qmp proxy -v` logs its exchanges as JSON lines (its own log, not tracing's).
+    let tracing_level = if matches!(cli.command, Command::Proxy(_)) { 0 } else { cli.verbose };
+    common::init_tracing(tracing_level);
     let code = match cli.command {
         Command::Shell(args) => shell::run(args, cli.verbose),
         Command::Exec(args) => exec::run(args),
@@ -94,6 +99,13 @@ fn main() {
             Ok(()) => common::OK,
             Err(err) => {
                 eprintln!("qmp bench: {err:#}");
+                common::FAILED
+            }
+        },
+        Command::Proxy(args) => match proxy::run(args, cli.verbose > 0) {
+            Ok(()) => common::OK,
+            Err(err) => {
+                eprintln!("qmp proxy: {err:#}");
                 common::FAILED
             }
         },

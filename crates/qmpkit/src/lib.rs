@@ -5,6 +5,7 @@
 //!   with deadlines that really interrupt the wait. [`blocking::Client`] is the same for
 //!   callers without async.
 //! - [`agent`]: a client for the guest agent, `qemu-ga`, that survives the guest's life.
+//! - [`proxy`]: many clients on one QEMU monitor, with a policy per listener.
 //! - [`launch`]: start a QEMU with a QMP socket, for tests and tools.
 //! - [`transport`]: unix and TCP endpoints, file descriptor passing.
 //! - [`commands`]: typed commands, run with [`Client::run`].
@@ -19,6 +20,7 @@ pub mod client;
 pub mod commands;
 mod error;
 pub mod launch;
+pub mod proxy;
 pub mod server;
 pub mod transport;
 pub mod types;

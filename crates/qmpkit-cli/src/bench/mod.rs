@@ -9,6 +9,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 mod client;
+mod proxy;
 mod server;
 
 /// The benchmarks.
@@ -18,6 +19,8 @@ pub(crate) enum BenchCommand {
     Client(client::Args),
     /// A server built with the library, beside a real QEMU, driven by the same raw client.
     Server(server::Args),
+    /// `qmp proxy` in front of a real QEMU, against the same QEMU without it.
+    Proxy(proxy::Args),
 }
 
 /// Runs a benchmark.
@@ -25,6 +28,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Client(args) => client::run(args),
         BenchCommand::Server(args) => server::run(args),
+        BenchCommand::Proxy(args) => proxy::run(args),
     }
 }
 

@@ -1,0 +1,284 @@
+//! `qmp bench proxy`: `qmp proxy` in front of a real QEMU, measured in one run against the same
+//! QEMU without it, all driven by one raw blocking client written here.
+//!
+//! The proxy is this binary's `qmp proxy` in a process of its own, so that its CPU time is read
+//! from `/proc` exactly as QEMU's is (`/proc/PID/task/*/schedstat`, nanoseconds, all threads).
+//! Scenarios: sequential `query-status` round trips straight to QEMU, then the same through the
+//! proxy with 1, 10 and 100 concurrent clients (a QEMU monitor serves one client at a time, so
+//! only the proxy can have more). Each round runs them all, direct and proxied taking turns
+//! at going first, with a fresh proxy; the table shows each figure's median over the rounds.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+/// Arguments of `qmp bench proxy`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Print one JSON object with every figure instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Round trips per scenario.
+    #[arg(long, default_value_t = 20_000)]
+    n: usize,
+    /// Rounds of every scenario (direct and proxied runs take turns); figures are medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Run the proxy without `oob` upstream.
+    #[arg(long)]
+    no_oob: bool,
+}
+
+const REQUEST: &[u8] = b"{\"execute\":\"query-status\"}";
+
+/// Runs the benchmark.
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("qmp-bench-proxy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = measure(args.n, args.rounds, args.no_oob, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = result?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+fn measure(n: usize, rounds: usize, no_oob: bool, dir: &Path) -> anyhow::Result<Value> {
+    let qemu = qmpkit::launch::Launcher::system().start().context("starting QEMU")?;
+    let qemu_pid = qemu.pid().unsigned_abs();
+    let qemu_path = qemu.qmp_socket().to_owned();
+    let proxy_path = dir.join("proxy.sock");
+    // Direct and proxied runs take turns, first one then the other, so that a change in the
+    // machine's load (or QEMU warming up) does not fall on one side only.
+    let mut samples: Vec<Vec<Value>> = vec![Vec::new(); 4];
+    for round in 0..rounds.max(1) {
+        let direct = || scenario("direct, 1 client", qemu_pid, None, || concurrent(&qemu_path, 1, n));
+        if round % 2 == 0 {
+            samples[0].push(direct()?);
+        }
+        let proxy = Proxy::start(&qemu_path, &proxy_path, no_oob)?;
+        for (i, clients) in [1, 10, 100].into_iter().enumerate() {
+            let name = format!("proxy, {clients} client{}", if clients == 1 { "" } else { "s" });
+            samples[i + 1].push(scenario(&name, qemu_pid, Some(proxy.0.id()), || concurrent(&proxy_path, clients, n))?);
+        }
+        drop(proxy);
+        if round % 2 == 1 {
+            samples[0].push(direct()?);
+        }
+    }
+    let rows: Vec<Value> = samples.iter().map(|s| median_row(s)).collect();
+
+    let figure = |row: usize, key: &str| rows[row][key].as_f64().unwrap_or(f64::NAN);
+    let added_p50 = figure(1, "p50_us") / figure(0, "p50_us") - 1.0;
+    let added_p99 = figure(1, "p99_us") / figure(0, "p99_us") - 1.0;
+    let throughput = figure(3, "ops_per_s") / figure(0, "ops_per_s");
+    let cpu = figure(1, "proxy_cpu_us_per_op") / figure(0, "qemu_cpu_us_per_op");
+    let goals = json!({
+        "added_latency_p50": {"measured": added_p50, "goal": "<= 0.10", "met": added_p50 <= 0.10},
+        "added_latency_p99": {"measured": added_p99, "goal": "<= 0.10", "met": added_p99 <= 0.10},
+        "ops_100_clients_vs_direct_1_client": {"measured": throughput, "goal": ">= 1.0", "met": throughput >= 1.0},
+        "proxy_cpu_vs_qemu_cpu_per_command": {"measured": cpu, "goal": "<= 0.2", "met": cpu <= 0.2},
+    });
+    Ok(json!({"n": n, "rounds": rounds, "upstream_oob": !no_oob, "scenarios": rows, "goals": goals}))
+}
+
+/// The median of each figure over the rounds of one scenario.
+fn median_row(samples: &[Value]) -> Value {
+    let mut row = samples[0].clone();
+    for key in ["ops_per_s", "p50_us", "p99_us", "qemu_cpu_us_per_op", "proxy_cpu_us_per_op"] {
+        let mut values: Vec<f64> = samples.iter().filter_map(|s| s[key].as_f64()).collect();
+        values.sort_by(f64::total_cmp);
+        if let Some(&median) = values.get(values.len() / 2) {
+            row[key] = json!(median);
+        }
+    }
+    row
+}
+
+/// `qmp proxy` in a process of its own, killed when dropped.
+struct Proxy(Child);
+
+impl Proxy {
+    fn start(upstream: &Path, listen: &Path, no_oob: bool) -> anyhow::Result<Proxy> {
+        let child = Command::new(std::env::current_exe()?)
+            .arg("proxy")
+            .args(no_oob.then_some("--no-oob"))
+            .arg("--upstream")
+            .arg(upstream)
+            .arg("--listen")
+            .arg(listen)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting qmp proxy")?;
+        let proxy = Proxy(child);
+        // Ready when a client is served: the proxy listens before it reaches QEMU.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Raw::connect(listen).is_err() {
+            if Instant::now() > deadline {
+                bail!("qmp proxy did not serve within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(proxy)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One measured run of `f`, with the CPU time QEMU and the proxy spent on it.
+fn scenario(
+    name: &str,
+    qemu: u32,
+    proxy: Option<u32>,
+    f: impl FnOnce() -> anyhow::Result<Vec<Duration>>,
+) -> anyhow::Result<Value> {
+    let qemu0 = cpu_ns(qemu)?;
+    let proxy0 = proxy.map(cpu_ns).transpose()?.unwrap_or(0);
+    let start = Instant::now();
+    let mut latencies = f()?;
+    let elapsed = start.elapsed();
+    let qemu_cpu = cpu_ns(qemu)? - qemu0;
+    let proxy_cpu = proxy.map(cpu_ns).transpose()?.map(|c| c - proxy0);
+    latencies.sort_unstable();
+    let ops = latencies.len();
+    let pct = |p: f64| latencies[((ops as f64 * p) as usize).min(ops - 1)].as_secs_f64() * 1e6;
+    Ok(json!({
+        "scenario": name,
+        "ops": ops,
+        "ops_per_s": ops as f64 / elapsed.as_secs_f64(),
+        "p50_us": pct(0.50),
+        "p99_us": pct(0.99),
+        "qemu_cpu_us_per_op": qemu_cpu as f64 / 1e3 / ops as f64,
+        "proxy_cpu_us_per_op": proxy_cpu.map(|c| c as f64 / 1e3 / ops as f64),
+    }))
+}
+
+fn print_table(report: &Value) {
+    println!(
+        "qmp bench proxy: {} sequential query-status round trips per scenario, shared among the clients; \
+         median of {} rounds; oob upstream: {}",
+        report["n"], report["rounds"], report["upstream_oob"]
+    );
+    println!();
+    println!("| scenario | ops/s | p50 µs | p99 µs | QEMU CPU µs/op | proxy CPU µs/op |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for row in report["scenarios"].as_array().into_iter().flatten() {
+        let proxy = row["proxy_cpu_us_per_op"].as_f64().map_or("".to_owned(), |c| format!("{c:.2}"));
+        println!(
+            "| {} | {:.0} | {:.1} | {:.1} | {:.2} | {proxy} |",
+            row["scenario"].as_str().unwrap_or_default(),
+            row["ops_per_s"].as_f64().unwrap_or(0.0),
+            row["p50_us"].as_f64().unwrap_or(0.0),
+            row["p99_us"].as_f64().unwrap_or(0.0),
+            row["qemu_cpu_us_per_op"].as_f64().unwrap_or(0.0),
+        );
+    }
+    println!();
+    println!("| goal | measured | target | met |");
+    println!("|---|---:|---|---|");
+    for (name, goal) in report["goals"].as_object().into_iter().flatten() {
+        println!(
+            "| {name} | {:.3} | {} | {} |",
+            goal["measured"].as_f64().unwrap_or(f64::NAN),
+            goal["goal"].as_str().unwrap_or_default(),
+            if goal["met"] == true { "yes" } else { "no" }
+        );
+    }
+}
+
+/// A blocking QMP connection that reads CRLF-terminated messages.
+struct Raw {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Raw {
+    fn connect(path: &Path) -> anyhow::Result<Raw> {
+        let stream = UnixStream::connect(path)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut raw = Raw { stream, buf: vec![0; 64 * 1024], start: 0, end: 0 };
+        raw.message()?;
+        raw.stream.write_all(b"{\"execute\":\"qmp_capabilities\"}")?;
+        let reply = raw.message()?;
+        if !reply.starts_with(b"{\"return\": {}") {
+            bail!("negotiation failed: {}", String::from_utf8_lossy(&reply));
+        }
+        Ok(raw)
+    }
+
+    /// Reads one message (up to CRLF).
+    fn message(&mut self) -> anyhow::Result<Vec<u8>> {
+        loop {
+            if let Some(at) = self.buf[self.start..self.end].windows(2).position(|w| w == b"\r\n") {
+                let msg = self.buf[self.start..self.start + at].to_vec();
+                self.start += at + 2;
+                return Ok(msg);
+            }
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.end == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            let n = self.stream.read(&mut self.buf[self.end..])?;
+            if n == 0 {
+                bail!("EOF from the server");
+            }
+            self.end += n;
+        }
+    }
+}
+
+/// `clients` connections at once, each doing its share of `n` sequential round trips.
+fn concurrent(path: &Path, clients: usize, n: usize) -> anyhow::Result<Vec<Duration>> {
+    let per = n.div_ceil(clients);
+    // Connect everyone first, so that the measured time is round trips only.
+    let conns: Vec<Raw> = (0..clients).map(|_| Raw::connect(path)).collect::<Result<_, _>>()?;
+    let threads: Vec<_> = conns.into_iter().map(|raw| std::thread::spawn(move || sequential(raw, per))).collect();
+    let mut all = Vec::with_capacity(per * clients);
+    for t in threads {
+        all.extend(t.join().map_err(|_| anyhow::anyhow!("client thread panicked"))??);
+    }
+    Ok(all)
+}
+
+fn sequential(mut raw: Raw, n: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut latencies = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        raw.stream.write_all(REQUEST)?;
+        let reply = raw.message()?;
+        latencies.push(t.elapsed());
+        if !reply.starts_with(b"{\"return\": {\"status\": \"running\"") {
+            bail!("unexpected reply {}", String::from_utf8_lossy(&reply));
+        }
+    }
+    Ok(latencies)
+}
+
+/// CPU time of every thread of a process, in nanoseconds.
+fn cpu_ns(pid: u32) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).with_context(|| format!("process {pid}"))? {
+        let stat = std::fs::read_to_string(task?.path().join("schedstat")).unwrap_or_default();
+        total += stat.split_whitespace().next().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    }
+    Ok(total)
+}
