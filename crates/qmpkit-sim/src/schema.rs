@@ -26,7 +26,24 @@ use crate::profile::Profile;
 pub(crate) struct Prepared {
     pub(crate) schema: QemuSchema,
     pub(crate) reached: Reached,
+    /// QEMU's own `query-qmp-schema` entries for what the simulator has, verbatim and in
+    /// QEMU's order: the built-in and fd commands, the simulated commands and events, and
+    /// every type they reach, under QEMU's masked names.
+    pub(crate) introspection: Vec<Value>,
 }
+
+/// The server library's built-in commands, which QEMU's schema describes too.
+const BUILTINS: &[&str] = &[
+    "qmp_capabilities",
+    "query-commands",
+    "query-qmp-schema",
+    "query-version",
+    "getfd",
+    "closefd",
+    "add-fd",
+    "remove-fd",
+    "query-fdsets",
+];
 
 /// The [`Prepared`] schema of `profile`.
 pub(crate) fn prepared(profile: &Profile) -> Result<Arc<Prepared>, SimError> {
@@ -40,7 +57,9 @@ pub(crate) fn prepared(profile: &Profile) -> Result<Arc<Prepared>, SimError> {
     }
     let schema = QemuSchema::parse(profile.qemu_schema())?;
     let reached = Reached::collect(&schema, crate::COMMANDS, crate::EVENTS)?;
-    let prepared = Arc::new(Prepared { schema, reached });
+    let roots = BUILTINS.iter().chain(crate::COMMANDS).chain(crate::EVENTS);
+    let introspection = schema.subset(roots.copied());
+    let prepared = Arc::new(Prepared { schema, reached, introspection });
     cache.push((key, prepared.clone()));
     Ok(prepared)
 }
@@ -49,6 +68,8 @@ pub(crate) fn prepared(profile: &Profile) -> Result<Arc<Prepared>, SimError> {
 #[derive(Debug)]
 pub(crate) struct QemuSchema {
     entities: HashMap<String, Value>,
+    /// The entity names in QEMU's order.
+    order: Vec<String>,
     /// The name of QEMU's empty object type (`q_empty`), which stands for "no arguments" and
     /// "returns `{}`".
     empty: Option<String>,
@@ -66,15 +87,42 @@ impl QemuSchema {
             return Err(SimError::Schema("the schema is not an array of entities".into()));
         };
         let mut entities = HashMap::new();
+        let mut order = Vec::with_capacity(list.len());
         for entity in list {
             let Some(name) = entity.get("name").and_then(Value::as_str) else {
                 return Err(SimError::Schema("an entity has no name".into()));
             };
+            order.push(name.to_owned());
             entities.insert(name.to_owned(), entity);
         }
         let empty =
             entities.get("stop").and_then(|stop| stop.get("arg-type")).and_then(Value::as_str).map(str::to_owned);
-        Ok(QemuSchema { entities, empty })
+        Ok(QemuSchema { entities, order, empty })
+    }
+
+    /// The entities named in `roots` and every entity they reach, as QEMU lists them (in
+    /// QEMU's order); names the schema lacks are skipped.
+    pub(crate) fn subset<'a>(&self, roots: impl Iterator<Item = &'a str>) -> Vec<Value> {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut queue: Vec<String> = roots.map(str::to_owned).collect();
+        while let Some(name) = queue.pop() {
+            let Some((name, entity)) = self.entities.get_key_value(&name) else { continue };
+            if !seen.insert(name.as_str()) {
+                continue;
+            }
+            let lists = ["members", "variants"].map(|k| entity.get(k).and_then(Value::as_array));
+            let items = lists.into_iter().flatten().flatten();
+            let refs = ["arg-type", "ret-type", "element-type"].iter().filter_map(|k| entity.get(*k));
+            let refs = refs.chain(items.filter_map(|item| item.get("type")));
+            queue.extend(refs.filter_map(Value::as_str).map(str::to_owned));
+        }
+        self.order.iter().filter(|n| seen.contains(n.as_str())).map(|n| self.entities[n].clone()).collect()
+    }
+
+    /// QEMU's empty object type (`q_empty`, masked), which commands without arguments or
+    /// results name.
+    pub(crate) fn empty_type(&self) -> &str {
+        self.empty.as_deref().unwrap_or("0")
     }
 
     /// The entity called `name`.
@@ -353,8 +401,10 @@ mod tests {
     #[test]
     fn every_simulated_entity_has_qemus_structure() {
         for profile in PROFILES {
-            let sim = Sim::builder().profile(profile).build().unwrap();
-            let ours = index(&sim.server().registry().introspect().unwrap());
+            // The descriptions the arguments are validated with, not the verbatim answer.
+            let prepared = super::prepared(&profile).unwrap();
+            let built = crate::commands::build(&prepared, false).unwrap();
+            let ours = index(&built.introspect().unwrap());
             let qemu = index(&serde_json::from_str::<Value>(profile.qemu_schema()).unwrap()["return"]);
             let mut map = HashMap::new();
             let mut checked = 0;
@@ -366,6 +416,34 @@ mod tests {
             assert_eq!(checked, COMMANDS.len() + EVENTS.len());
             // Every type the simulated entities use was compared, not just the entities.
             assert!(map.len() > 50, "{profile}: only {} types compared", map.len());
+        }
+    }
+
+    #[test]
+    fn query_qmp_schema_answers_qemus_own_entries() {
+        for profile in PROFILES {
+            let sim = Sim::builder().profile(profile).build().unwrap();
+            let ours = sim.server().registry().introspect().unwrap();
+            let qemu = index(&serde_json::from_str::<Value>(profile.qemu_schema()).unwrap()["return"]);
+            let ours = ours.as_array().unwrap();
+            for entity in ours {
+                let name = entity["name"].as_str().unwrap();
+                assert_eq!(Some(entity), qemu.get(name), "{profile}: {name} is not QEMU's own entry");
+            }
+            let names: Vec<&str> = ours.iter().map(|e| e["name"].as_str().unwrap()).collect();
+            for name in COMMANDS.iter().chain(EVENTS).chain(&["query-qmp-schema", "getfd", "add-fd"]) {
+                assert!(names.contains(name), "{profile}: {name} missing");
+            }
+            assert!(!names.contains(&"blockdev-add"), "{profile}: only what the simulator has");
+            // With the fault commands, their own entries follow QEMU's, and resolve.
+            let faults = Sim::builder().profile(profile).faults(true).build().unwrap();
+            let all = index(&faults.server().registry().introspect().unwrap());
+            let hold = &all["__org.qmpkit_hold"];
+            assert!(all.contains_key(hold["arg-type"].as_str().unwrap()), "{hold}");
+            let watchdog = &all["__org.qmpkit_watchdog"];
+            let args = &all[watchdog["arg-type"].as_str().unwrap()];
+            let action = args["members"][0]["type"].as_str().unwrap();
+            assert_eq!(all[action]["values"][0], "reset");
         }
     }
 }
