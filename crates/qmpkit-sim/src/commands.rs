@@ -48,6 +48,7 @@ pub const COMMANDS: &[&str] = &[
     "yank",
     "migrate-pause",
     "migrate-recover",
+    "query-cpu-model-expansion",
 ];
 
 /// The events the simulator emits.
@@ -198,10 +199,9 @@ fn run(machine: &Machine, package: &str, name: &str, args: &Map<String, Value>) 
             machine.blockdev_backup(&args).and_then(|()| empty())
         }
         "query-yank" => Ok(json!([{"type": "chardev", "id": "compat_monitor0"}])),
+        "query-cpu-model-expansion" => cpu_model_expansion(args),
         "yank" => yank(args),
-        "migrate-pause" => {
-            Err(QmpError::generic("migrate-pause is currently only supported during postcopy-active state"))
-        }
+        "migrate-pause" => Err(QmpError::generic(machine.profile().migrate_pause_error)),
         "migrate-recover" => Err(QmpError::generic("Migrate recover can only be run when postcopy is paused.")),
         other => Err(QmpError::command_not_found(format!("The command {other} has not been found"))),
     }
@@ -222,6 +222,18 @@ fn device_add(machine: &Machine, args: &Map<String, Value>) -> CommandResult {
         return Err(QmpError::generic("Parameter 'driver' is missing"));
     };
     machine.device_add(&driver, text("id")?.as_deref()).map(|()| json!({}))
+}
+
+/// `query-cpu-model-expansion`: the x86 models the simulator knows, expanded to no
+/// properties (QEMU lists every CPUID feature; see DIFFERENCES.md).
+fn cpu_model_expansion(args: &Map<String, Value>) -> CommandResult {
+    const MODELS: [&str; 4] = ["max", "base", "qemu64", "host"];
+    let model = args.get("model").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or_default();
+    if !MODELS.contains(&model) {
+        return Err(QmpError::generic(format!("CPU model '{model}' not found")));
+    }
+    let name = if str_arg(args, "type") == "static" { "base" } else { model };
+    Ok(json!({"model": {"name": name, "props": {}}}))
 }
 
 /// `yank`: the only instance is the monitor's own chardev, which yanking leaves alone.

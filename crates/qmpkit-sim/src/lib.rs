@@ -77,8 +77,10 @@ pub enum SimError {
     Io(#[from] io::Error),
 }
 
+/// A change to the server's builder, see [`SimBuilder::server`].
+type AdjustServer = Box<dyn FnOnce(ServerBuilder) -> ServerBuilder + Send>;
+
 /// Builds a [`Sim`].
-#[derive(Debug)]
 #[must_use]
 pub struct SimBuilder {
     profile: Result<Profile, SimError>,
@@ -90,8 +92,21 @@ pub struct SimBuilder {
     no_shutdown: bool,
     acpi_guest: bool,
     clients: ClientPolicy,
-    server: Option<fn(ServerBuilder) -> ServerBuilder>,
+    server: Option<AdjustServer>,
     endpoints: Vec<Endpoint>,
+}
+
+impl std::fmt::Debug for SimBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimBuilder")
+            .field("profile", &self.profile)
+            .field("paused", &self.paused)
+            .field("name", &self.name)
+            .field("faults", &self.faults)
+            .field("clients", &self.clients)
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SimBuilder {
@@ -105,8 +120,8 @@ impl SimBuilder {
 
     /// Adjusts the server beyond what QEMU's command line sets (limits, `pretty`, the 2010
     /// dialect, no `oob`), for tests of protocol corners; applied last.
-    pub fn server(mut self, adjust: fn(ServerBuilder) -> ServerBuilder) -> Self {
-        self.server = Some(adjust);
+    pub fn server(mut self, adjust: impl FnOnce(ServerBuilder) -> ServerBuilder + Send + 'static) -> Self {
+        self.server = Some(Box::new(adjust));
         self
     }
 
