@@ -332,6 +332,12 @@ impl Sim {
         }
         let sim = self.clone();
         let task = tokio::spawn(async move { sim.serve(listeners).await });
+        // Compile the shared registry (once per process) while clients connect and read
+        // their greeting, rather than before listening or in the first command.
+        let server = self.server.clone();
+        // A failure would be a bug in this crate (unit tests compile every profile); the
+        // first command would then report it.
+        tokio::task::spawn_blocking(move || server.registry().check());
         Ok(RunningSim { sim: self, endpoints: bound, task, _dir: dir })
     }
 }

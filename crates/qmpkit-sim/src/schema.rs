@@ -12,10 +12,11 @@
 //! so a type QEMU calls `"262"` may be `"17"` here; the structure behind each name is QEMU's.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use qmpkit::server::{AlternateDef, Args, CommandDef, EnumDef, EventDef, MemberDef, ObjectDef, TypeDef, TypeRef};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::SimError;
 use crate::profile::Profile;
@@ -64,40 +65,55 @@ pub(crate) fn prepared(profile: &Profile) -> Result<Arc<Prepared>, SimError> {
     Ok(prepared)
 }
 
-/// QEMU's schema, indexed by entity name.
+/// QEMU's schema, indexed by entity name. Only the entities the simulator looks at are
+/// parsed, on first use: parsing all of QEMU's ~2,000 entities was most of the simulator's
+/// start-up time.
 #[derive(Debug)]
 pub(crate) struct QemuSchema {
-    entities: HashMap<String, Value>,
+    /// Each entity's text, and its value once parsed.
+    entities: HashMap<&'static str, (&'static RawValue, OnceLock<Value>)>,
     /// The entity names in QEMU's order.
-    order: Vec<String>,
+    order: Vec<&'static str>,
     /// The name of QEMU's empty object type (`q_empty`), which stands for "no arguments" and
     /// "returns `{}`".
     empty: Option<String>,
 }
 
+/// A `query-qmp-schema` reply, its entities left unparsed.
+#[derive(serde::Deserialize)]
+struct RawReply<'a> {
+    #[serde(borrow, rename = "return")]
+    entities: Vec<&'a RawValue>,
+}
+
+/// Just an entity's name.
+#[derive(serde::Deserialize)]
+struct Named<'a> {
+    #[serde(borrow)]
+    name: &'a str,
+}
+
 impl QemuSchema {
-    /// Parses a raw `query-qmp-schema` reply (`{"return": [...]}`) or its bare array.
-    pub(crate) fn parse(json: &str) -> Result<Self, SimError> {
-        let value: Value = serde_json::from_str(json).map_err(|e| SimError::Schema(e.to_string()))?;
-        let array = match value {
-            Value::Object(mut reply) => reply.remove("return").unwrap_or(Value::Null),
-            other => other,
+    /// Indexes a raw `query-qmp-schema` reply (`{"return": [...]}`) or its bare array.
+    pub(crate) fn parse(json: &'static str) -> Result<Self, SimError> {
+        let bad = |e: serde_json::Error| SimError::Schema(e.to_string());
+        let list: Vec<&'static RawValue> = if json.trim_start().starts_with('[') {
+            serde_json::from_str(json).map_err(bad)?
+        } else {
+            serde_json::from_str::<RawReply<'static>>(json).map_err(bad)?.entities
         };
-        let Value::Array(list) = array else {
-            return Err(SimError::Schema("the schema is not an array of entities".into()));
-        };
-        let mut entities = HashMap::new();
+        let mut entities = HashMap::with_capacity(list.len());
         let mut order = Vec::with_capacity(list.len());
         for entity in list {
-            let Some(name) = entity.get("name").and_then(Value::as_str) else {
-                return Err(SimError::Schema("an entity has no name".into()));
-            };
-            order.push(name.to_owned());
-            entities.insert(name.to_owned(), entity);
+            let named: Named<'static> = serde_json::from_str(entity.get())
+                .map_err(|e| SimError::Schema(format!("an entity has no name: {e}")))?;
+            order.push(named.name);
+            entities.insert(named.name, (entity, OnceLock::new()));
         }
-        let empty =
-            entities.get("stop").and_then(|stop| stop.get("arg-type")).and_then(Value::as_str).map(str::to_owned);
-        Ok(QemuSchema { entities, order, empty })
+        let mut schema = QemuSchema { entities, order, empty: None };
+        schema.empty =
+            schema.entity("stop").and_then(|stop| stop.get("arg-type")).and_then(Value::as_str).map(str::to_owned);
+        Ok(schema)
     }
 
     /// The entities named in `roots` and every entity they reach, as QEMU lists them (in
@@ -106,17 +122,18 @@ impl QemuSchema {
         let mut seen: HashSet<&str> = HashSet::new();
         let mut queue: Vec<String> = roots.map(str::to_owned).collect();
         while let Some(name) = queue.pop() {
-            let Some((name, entity)) = self.entities.get_key_value(&name) else { continue };
-            if !seen.insert(name.as_str()) {
+            let Some((&name, _)) = self.entities.get_key_value(name.as_str()) else { continue };
+            if !seen.insert(name) {
                 continue;
             }
+            let Some(entity) = self.entity(name) else { continue };
             let lists = ["members", "variants"].map(|k| entity.get(k).and_then(Value::as_array));
             let items = lists.into_iter().flatten().flatten();
             let refs = ["arg-type", "ret-type", "element-type"].iter().filter_map(|k| entity.get(*k));
             let refs = refs.chain(items.filter_map(|item| item.get("type")));
             queue.extend(refs.filter_map(Value::as_str).map(str::to_owned));
         }
-        self.order.iter().filter(|n| seen.contains(n.as_str())).map(|n| self.entities[n].clone()).collect()
+        self.order.iter().filter(|n| seen.contains(*n)).filter_map(|n| self.entity(n).cloned()).collect()
     }
 
     /// QEMU's empty object type (`q_empty`, masked), which commands without arguments or
@@ -127,7 +144,9 @@ impl QemuSchema {
 
     /// The entity called `name`.
     pub(crate) fn entity(&self, name: &str) -> Option<&Value> {
-        self.entities.get(name)
+        let (raw, parsed) = self.entities.get(name)?;
+        // The text was checked as JSON when it was indexed, so parsing it cannot fail.
+        Some(parsed.get_or_init(|| serde_json::from_str(raw.get()).unwrap_or(Value::Null)))
     }
 
     /// The names of an object type's members, or of the return type's members of a command

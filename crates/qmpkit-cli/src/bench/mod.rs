@@ -10,6 +10,7 @@ use serde::Serialize;
 
 mod client;
 mod server;
+mod sim;
 
 /// The benchmarks.
 #[derive(Debug, Subcommand)]
@@ -18,6 +19,8 @@ pub(crate) enum BenchCommand {
     Client(client::Args),
     /// A server built with the library, beside a real QEMU, driven by the same raw client.
     Server(server::Args),
+    /// The simulator (`qmp sim`) beside the QEMU it stands in for, and the bare server library.
+    Sim(sim::Args),
 }
 
 /// Runs a benchmark.
@@ -25,6 +28,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Client(args) => client::run(args),
         BenchCommand::Server(args) => server::run(args),
+        BenchCommand::Sim(args) => sim::run(args),
     }
 }
 

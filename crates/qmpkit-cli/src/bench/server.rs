@@ -116,7 +116,11 @@ fn scenario(name: &str, child: &Child, f: impl FnOnce() -> anyhow::Result<Vec<Du
     scenario_pid(name, child.id(), f)
 }
 
-fn scenario_pid(name: &str, pid: u32, f: impl FnOnce() -> anyhow::Result<Vec<Duration>>) -> anyhow::Result<Value> {
+pub(super) fn scenario_pid(
+    name: &str,
+    pid: u32,
+    f: impl FnOnce() -> anyhow::Result<Vec<Duration>>,
+) -> anyhow::Result<Value> {
     let cpu0 = cpu_ns(pid)?;
     let start = Instant::now();
     let mut latencies = f()?;
@@ -168,7 +172,7 @@ fn print_table(report: &Value) {
 }
 
 /// Starts this binary in a hidden server mode on `path` and waits until it listens.
-fn spawn_self(mode: &[&str], path: &Path) -> anyhow::Result<Child> {
+pub(super) fn spawn_self(mode: &[&str], path: &Path) -> anyhow::Result<Child> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .args(["bench", "server"])
@@ -305,7 +309,7 @@ fn floor(path: &Path, n: usize) -> anyhow::Result<Vec<Duration>> {
     Ok(latencies)
 }
 
-fn sequential(path: &Path, n: usize) -> anyhow::Result<Vec<Duration>> {
+pub(super) fn sequential(path: &Path, n: usize) -> anyhow::Result<Vec<Duration>> {
     let mut raw = Raw::connect(path, false)?;
     let mut latencies = Vec::with_capacity(n);
     for _ in 0..n {
@@ -348,7 +352,7 @@ fn pipelined(path: &Path, n: usize) -> anyhow::Result<Vec<Duration>> {
     Ok(latencies)
 }
 
-fn concurrent(path: &Path, clients: usize, n: usize) -> anyhow::Result<Vec<Duration>> {
+pub(super) fn concurrent(path: &Path, clients: usize, n: usize) -> anyhow::Result<Vec<Duration>> {
     let per = n.div_ceil(clients);
     let threads: Vec<_> = (0..clients)
         .map(|_| {
@@ -389,7 +393,7 @@ fn cpu_ns(pid: u32) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+pub(super) fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib = status
         .lines()
@@ -401,7 +405,7 @@ fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
 }
 
 /// 10,000 idle connections need 10,000 descriptors in this process and in the server.
-fn raise_fd_limit() {
+pub(super) fn raise_fd_limit() {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     if let Some(max) = limit.maximum {

@@ -270,6 +270,8 @@ pub struct Stats {
 pub struct ServerBuilder {
     config: ServerConfig,
     registry: Arc<Registry>,
+    /// Whether the registry came from [`ServerBuilder::shared_registry`].
+    shared_registry: bool,
     data: Option<Arc<dyn Any + Send + Sync>>,
     throttle: Throttle,
     limits: Limits,
@@ -347,6 +349,7 @@ impl ServerBuilder {
     /// Sets the commands.
     pub fn registry(mut self, registry: Registry) -> Self {
         self.registry = Arc::new(registry);
+        self.shared_registry = false;
         self
     }
 
@@ -354,8 +357,14 @@ impl ServerBuilder {
     /// once, on first use, and shared, so a process can run thousands of servers with the
     /// same commands for little more than their connections; give each server its own
     /// state with [`ServerBuilder::data`].
+    ///
+    /// [`ServerBuilder::build`] does not compile a shared registry: it is compiled once, on
+    /// first use (a command, [`Registry::check`], [`Registry::introspect`]), so that a server
+    /// can greet its first client before that work is done. Call [`Registry::check`] once
+    /// to find mistakes in its descriptions.
     pub fn shared_registry(mut self, registry: Arc<Registry>) -> Self {
         self.registry = registry;
+        self.shared_registry = true;
         self
     }
 
@@ -400,12 +409,15 @@ impl ServerBuilder {
         self
     }
 
-    /// Builds the server, checking the registry's schema.
+    /// Builds the server, checking the registry's schema (except a
+    /// [shared](ServerBuilder::shared_registry) one's).
     ///
     /// # Errors
     /// [`RegistryError::Schema`] when the command descriptions do not form a valid schema.
     pub fn build(self) -> Result<Server, RegistryError> {
-        self.registry.check()?;
+        if !self.shared_registry {
+            self.registry.check()?;
+        }
         let events = EventSender::new(self.limits.max_output, self.config.pretty, self.throttle);
         let mut shared = Shared::new(
             self.config.version.clone(),
@@ -487,6 +499,7 @@ impl Server {
         ServerBuilder {
             config: ServerConfig::default(),
             registry: Arc::new(Registry::new()),
+            shared_registry: false,
             data: None,
             throttle: Throttle::qemu(),
             limits: Limits::default(),

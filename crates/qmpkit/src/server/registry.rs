@@ -662,8 +662,12 @@ impl Registry {
         for def in &self.events {
             builder.event(def.clone());
         }
-        let built = Value::Array(builder.build()?);
-        let introspection = self.introspection.clone().unwrap_or_else(|| Arc::new(built));
+        // Generating the entities costs as much as the schema itself; skip it when they are
+        // given.
+        let introspection = match &self.introspection {
+            Some(given) => given.clone(),
+            None => Arc::new(Value::Array(builder.build()?)),
+        };
         let schema = builder.build_schema()?;
         let names = self.commands.iter().map(|e| json!({"name": e.def.name})).collect();
         Ok(Compiled { schema, introspection, names: Value::Array(names) })
