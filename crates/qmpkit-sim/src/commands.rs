@@ -179,7 +179,13 @@ fn run(machine: &Machine, package: &str, name: &str, args: &Map<String, Value>) 
         "balloon" => {
             machine.balloon(args.get("value").and_then(Value::as_i64).unwrap_or_default()).and_then(|()| empty())
         }
-        "human-monitor-command" => Ok(Value::String(hmp(machine, package, str_arg(args, "command-line")))),
+        "human-monitor-command" => {
+            // The simulated machine has one CPU, as `-M pc`: QEMU refuses any other index.
+            if args.get("cpu-index").is_some_and(|i| i.as_i64() != Some(0)) {
+                return Err(QmpError::generic("Parameter 'cpu-index' expects a CPU number"));
+            }
+            Ok(Value::String(hmp(machine, package, str_arg(args, "command-line"))))
+        }
         "qom-list" => machine.qom_list(str_arg(args, "path")),
         "qom-get" => machine.qom_get(str_arg(args, "path"), str_arg(args, "property")),
         "qom-set" => machine
