@@ -337,8 +337,8 @@ async fn sim_7_2_answers_as_real_qemu_7_2() {
         for qemu in [true, false] {
             if case.fresh {
                 fresh.push(Side::start(case.machine, qemu).await);
-            } else if !shared.contains_key(&(case.machine, qemu)) {
-                shared.insert((case.machine, qemu), Side::start(case.machine, qemu).await);
+            } else if let std::collections::hash_map::Entry::Vacant(entry) = shared.entry((case.machine, qemu)) {
+                entry.insert(Side::start(case.machine, qemu).await);
             }
         }
         let side = |qemu: bool| if case.fresh { &fresh[usize::from(!qemu)] } else { &shared[&(case.machine, qemu)] };
