@@ -54,7 +54,9 @@ struct Plan {
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     qmpkit_sim::Profile::for_version(&args.qemu_version)?;
     let plans = plan(&args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    // One thread, as the server library's benchmark server: the simulated machines do little
+    // work each, and a second thread would only add cross-thread wake-ups to every request.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(serve(&args, plans))
 }
 

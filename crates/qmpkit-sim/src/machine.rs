@@ -297,7 +297,7 @@ impl Machine {
         let run = self.run_state();
         let running = run == RunState::Running;
         let run = run.as_str();
-        if self.schema().return_members("query-status").iter().any(|m| m == "singlestep") {
+        if self.inner.prepared.status_has_singlestep {
             json!({"status": run, "singlestep": false, "running": running})
         } else {
             json!({"status": run, "running": running})

@@ -31,6 +31,9 @@ pub(crate) struct Prepared {
     /// QEMU's order: the built-in and fd commands, the simulated commands and events, and
     /// every type they reach, under QEMU's masked names.
     pub(crate) introspection: Vec<Value>,
+    /// Whether `query-status` returns `singlestep` (gone in QEMU 8.2), looked up once
+    /// rather than on every call.
+    pub(crate) status_has_singlestep: bool,
 }
 
 /// The server library's built-in commands, which QEMU's schema describes too.
@@ -60,7 +63,8 @@ pub(crate) fn prepared(profile: &Profile) -> Result<Arc<Prepared>, SimError> {
     let reached = Reached::collect(&schema, crate::COMMANDS, crate::EVENTS)?;
     let roots = BUILTINS.iter().chain(crate::COMMANDS).chain(crate::EVENTS);
     let introspection = schema.subset(roots.copied());
-    let prepared = Arc::new(Prepared { schema, reached, introspection });
+    let status_has_singlestep = schema.return_members("query-status").iter().any(|m| m == "singlestep");
+    let prepared = Arc::new(Prepared { schema, reached, introspection, status_has_singlestep });
     cache.push((key, prepared.clone()));
     Ok(prepared)
 }
