@@ -243,7 +243,7 @@ pub struct Sim {
 }
 
 impl Sim {
-    /// A builder: QEMU 10.0, running, no name, no fault commands.
+    /// A builder: QEMU 10.0, running, no name, no fault commands, one client at a time.
     pub fn builder() -> SimBuilder {
         SimBuilder {
             profile: Ok(Profile::default()),
