@@ -88,7 +88,7 @@ pub(crate) fn registry(prepared: &Prepared, faults: bool) -> Result<Arc<Registry
         return Ok(registry.clone());
     }
     let mut registry = build(prepared, faults)?;
-    let mut entities = prepared.introspection.clone();
+    let mut entities = prepared.introspection();
     if faults {
         entities.extend(fault_entities(prepared.schema.empty_type()));
     }

@@ -27,10 +27,6 @@ use crate::profile::Profile;
 pub(crate) struct Prepared {
     pub(crate) schema: QemuSchema,
     pub(crate) reached: Reached,
-    /// QEMU's own `query-qmp-schema` entries for what the simulator has, verbatim and in
-    /// QEMU's order: the built-in and fd commands, the simulated commands and events, and
-    /// every type they reach, under QEMU's masked names.
-    pub(crate) introspection: Vec<Value>,
     /// Whether `query-status` returns `singlestep` (gone in QEMU 8.2), looked up once
     /// rather than on every call.
     pub(crate) status_has_singlestep: bool,
@@ -49,6 +45,16 @@ const BUILTINS: &[&str] = &[
     "query-fdsets",
 ];
 
+impl Prepared {
+    /// QEMU's own `query-qmp-schema` entries for what the simulator has, verbatim and in
+    /// QEMU's order: the built-in and fd commands, the simulated commands and events, and
+    /// every type they reach, under QEMU's masked names.
+    pub(crate) fn introspection(&self) -> Vec<Value> {
+        let roots = BUILTINS.iter().chain(crate::COMMANDS).chain(crate::EVENTS);
+        self.schema.subset(roots.copied())
+    }
+}
+
 /// The [`Prepared`] schema of `profile`.
 pub(crate) fn prepared(profile: &Profile) -> Result<Arc<Prepared>, SimError> {
     /// Per (major, minor) version.
@@ -61,10 +67,8 @@ pub(crate) fn prepared(profile: &Profile) -> Result<Arc<Prepared>, SimError> {
     }
     let schema = QemuSchema::parse(profile.qemu_schema())?;
     let reached = Reached::collect(&schema, crate::COMMANDS, crate::EVENTS)?;
-    let roots = BUILTINS.iter().chain(crate::COMMANDS).chain(crate::EVENTS);
-    let introspection = schema.subset(roots.copied());
     let status_has_singlestep = schema.return_members("query-status").iter().any(|m| m == "singlestep");
-    let prepared = Arc::new(Prepared { schema, reached, introspection, status_has_singlestep });
+    let prepared = Arc::new(Prepared { schema, reached, status_has_singlestep });
     cache.push((key, prepared.clone()));
     Ok(prepared)
 }
