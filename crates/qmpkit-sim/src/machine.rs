@@ -9,7 +9,6 @@
 //! own on the tokio runtime.
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-
 use std::time::Duration;
 
 use qmpkit::server::{ErrorClass, EventSender, QmpError};
