@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use anyhow::{Context, bail};
+use qmpkit::server::ClientPolicy;
 use qmpkit::transport::Endpoint;
 use qmpkit_sim::{RunningSim, Sim};
 
@@ -34,6 +35,10 @@ pub(crate) struct Args {
     /// Give the machines a guest that powers off on `system_powerdown`, as a guest OS does.
     #[arg(long)]
     acpi_guest: bool,
+    /// Serve every client of a monitor at once; by default one at a time, as QEMU (a second
+    /// client waits, hearing nothing, until the first leaves).
+    #[arg(long)]
+    many_clients: bool,
     /// Print the addresses as JSON, one object per line.
     #[arg(long)]
     json: bool,
@@ -49,7 +54,9 @@ struct Plan {
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     qmpkit_sim::Profile::for_version(&args.qemu_version)?;
     let plans = plan(&args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    // One thread, as the server library's benchmark server: the simulated machines do little
+    // work each, and a second thread would only add cross-thread wake-ups to every request.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(serve(&args, plans))
 }
 
@@ -102,7 +109,8 @@ async fn serve(args: &Args, plans: Vec<Plan>) -> anyhow::Result<()> {
             .paused(args.paused)
             .faults(args.faults)
             .no_shutdown(args.no_shutdown)
-            .acpi_guest(args.acpi_guest);
+            .acpi_guest(args.acpi_guest)
+            .clients(if args.many_clients { ClientPolicy::Many } else { ClientPolicy::One });
         if let Some(name) = &plan.name {
             builder = builder.name(name);
         }

@@ -119,7 +119,8 @@ async fn tcp_and_unix_until_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("qmp.sock");
     let (mut child, lines) =
-        start(&["--listen", "127.0.0.1:0", "--listen", socket.to_str().unwrap(), "--name", "n"], 2).await;
+        start(&["--listen", "127.0.0.1:0", "--listen", socket.to_str().unwrap(), "--name", "n", "--many-clients"], 2)
+            .await;
     let tcp = &lines[0];
     assert!(tcp.starts_with("127.0.0.1:") && !tcp.ends_with(":0"), "the real port is printed: {tcp}");
     assert_eq!(lines[1], socket.to_str().unwrap());
@@ -127,7 +128,7 @@ async fn tcp_and_unix_until_sigterm() {
     let over_tcp = qmpkit::Client::connect(tcp).await.unwrap();
     let over_unix = qmpkit::Client::connect(socket.to_str().unwrap()).await.unwrap();
     over_tcp.stop().await.unwrap();
-    // Both addresses reach the same machine.
+    // Both addresses reach the same machine (two clients at once: `--many-clients`).
     assert_eq!(over_unix.query_status().await.unwrap().status, qmpkit::types::RunState::Paused);
     assert_eq!(over_unix.query_name().await.unwrap().name.as_deref(), Some("n"));
 

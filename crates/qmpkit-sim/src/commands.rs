@@ -2,12 +2,15 @@
 //! profile's schema, see [`crate::schema`]) and a handler that works on the [`Machine`].
 
 use std::future::ready;
+use std::sync::{Arc, Mutex};
 
-use qmpkit::server::{CommandDef, CommandResult, EnumDef, ErrorClass, MemberDef, QmpError, Registry, RegistryError};
+use qmpkit::server::{
+    CommandDef, CommandResult, Context, EnumDef, ErrorClass, MemberDef, QmpError, Registry, RegistryError,
+};
 use serde_json::{Map, Value, json};
 
 use crate::machine::{BackupArgs, Machine};
-use crate::schema::Reached;
+use crate::schema::Prepared;
 
 /// The commands the simulator implements, besides the server library's built-ins
 /// (`qmp_capabilities`, `query-commands`, `query-qmp-schema`, `query-version` and the fd
@@ -45,6 +48,7 @@ pub const COMMANDS: &[&str] = &[
     "yank",
     "migrate-pause",
     "migrate-recover",
+    "query-cpu-model-expansion",
 ];
 
 /// The events the simulator emits.
@@ -71,17 +75,37 @@ pub const EVENTS: &[&str] = &[
 /// downstream extensions (`__RFQDN_`).
 pub const DOWNSTREAM_PREFIX: &str = "__org.qmpkit_";
 
-/// Fills `registry` with the simulated commands and events, described as the profile's QEMU
-/// describes them; with `faults`, adds the downstream commands that trigger guest-side
-/// happenings.
-pub(crate) fn register(
-    registry: &mut Registry,
-    reached: &Reached,
-    machine: &Machine,
-    package: &str,
-    faults: bool,
-) -> Result<(), RegistryError> {
+/// The registry of a profile, with or without the fault commands: built once per process and
+/// shared by every machine of that profile, each of which is its server's
+/// [`Context::data`](qmpkit::server::Context::data).
+pub(crate) fn registry(prepared: &Prepared, faults: bool) -> Result<Arc<Registry>, RegistryError> {
+    type Cache = Vec<((usize, bool), Arc<Registry>)>;
+    static CACHE: Mutex<Cache> = Mutex::new(Vec::new());
+    // The prepared schema is itself made once per profile, so its address names the profile.
+    let key = (std::ptr::from_ref(prepared) as usize, faults);
+    let mut cache = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, registry)) = cache.iter().find(|(k, _)| *k == key) {
+        return Ok(registry.clone());
+    }
+    let mut registry = build(prepared, faults)?;
+    let mut entities = prepared.introspection();
+    if faults {
+        entities.extend(fault_entities(prepared.schema.empty_type()));
+    }
+    registry.introspection(entities);
+    // Not compiled here: the first command (or `Sim::start`'s warm-up) compiles it, so that
+    // a simulator greets its first client sooner. Tests check that it compiles.
+    let registry = Arc::new(registry);
+    cache.push((key, registry.clone()));
+    Ok(registry)
+}
+
+/// The simulated commands and events, described as the profile's QEMU describes them; with
+/// `faults`, the downstream commands that trigger guest-side happenings too.
+pub(crate) fn build(prepared: &Prepared, faults: bool) -> Result<Registry, RegistryError> {
+    let mut registry = Registry::new();
     registry.fd_commands()?;
+    let reached = &prepared.reached;
     for def in &reached.types {
         registry.type_(def.clone())?;
     }
@@ -90,15 +114,33 @@ pub(crate) fn register(
     }
     for &name in COMMANDS {
         let Some(def) = reached.commands.get(name) else { continue };
-        let machine = machine.clone();
-        let package = package.to_owned();
-        let name = name.to_owned();
-        registry.command_raw(def.clone(), move |_ctx, args| ready(run(&machine, &package, &name, &args)))?;
+        let handler = move |ctx: Context, args: Map<String, Value>| {
+            ready(on_machine(&ctx, |machine| run(machine, &ctx.version().package, name, &args)))
+        };
+        if name == "device_add" {
+            // QEMU declares it `'gen': false` and checks its properties itself.
+            registry.command_unchecked(def.clone(), handler)?;
+        } else {
+            registry.command_raw(def.clone(), handler)?;
+        }
     }
     if faults {
-        register_faults(registry, machine)?;
+        register_faults(&mut registry)?;
     }
-    Ok(())
+    Ok(registry)
+}
+
+/// Runs `f` on the server's machine; when the machine exited meanwhile (`quit`, a guest
+/// shutdown), the server stops before the reply goes out, as QEMU answers nothing after.
+fn on_machine(ctx: &Context, f: impl FnOnce(&Machine) -> CommandResult) -> CommandResult {
+    let Some(machine) = ctx.data::<Machine>() else {
+        return Err(QmpError::generic("no simulated machine serves this registry"));
+    };
+    let result = f(machine);
+    if machine.has_exited() {
+        ctx.exit_server();
+    }
+    result
 }
 
 fn str_arg<'a>(args: &'a Map<String, Value>, name: &str) -> &'a str {
@@ -137,15 +179,19 @@ fn run(machine: &Machine, package: &str, name: &str, args: &Map<String, Value>) 
         "balloon" => {
             machine.balloon(args.get("value").and_then(Value::as_i64).unwrap_or_default()).and_then(|()| empty())
         }
-        "human-monitor-command" => Ok(Value::String(hmp(machine, package, str_arg(args, "command-line")))),
+        "human-monitor-command" => {
+            // The simulated machine has one CPU, as `-M pc`: QEMU refuses any other index.
+            if args.get("cpu-index").is_some_and(|i| i.as_i64() != Some(0)) {
+                return Err(QmpError::generic("Parameter 'cpu-index' expects a CPU number"));
+            }
+            Ok(Value::String(hmp(machine, package, str_arg(args, "command-line"))))
+        }
         "qom-list" => machine.qom_list(str_arg(args, "path")),
         "qom-get" => machine.qom_get(str_arg(args, "path"), str_arg(args, "property")),
         "qom-set" => machine
             .qom_set(str_arg(args, "path"), str_arg(args, "property"), args.get("value").unwrap_or(&Value::Null))
             .and_then(|()| empty()),
-        "device_add" => {
-            machine.device_add(str_arg(args, "driver"), args.get("id").and_then(Value::as_str)).and_then(|()| empty())
-        }
+        "device_add" => device_add(machine, args),
         "device_del" => machine.device_del(str_arg(args, "id")).and_then(|()| empty()),
         "query-jobs" => Ok(machine.query_jobs()),
         "job-pause" => machine.job_pause(str_arg(args, "id")).and_then(|()| empty()),
@@ -160,13 +206,41 @@ fn run(machine: &Machine, package: &str, name: &str, args: &Map<String, Value>) 
             machine.blockdev_backup(&args).and_then(|()| empty())
         }
         "query-yank" => Ok(json!([{"type": "chardev", "id": "compat_monitor0"}])),
+        "query-cpu-model-expansion" => cpu_model_expansion(args),
         "yank" => yank(args),
-        "migrate-pause" => {
-            Err(QmpError::generic("migrate-pause is currently only supported during postcopy-active state"))
-        }
+        "migrate-pause" => Err(QmpError::generic(machine.profile().migrate_pause_error)),
         "migrate-recover" => Err(QmpError::generic("Migrate recover can only be run when postcopy is paused.")),
         other => Err(QmpError::command_not_found(format!("The command {other} has not been found"))),
     }
+}
+
+/// `device_add`, whose arguments QEMU checks as device properties rather than by its schema:
+/// scalars stand for their text (`"driver": 1` names the model `1`), and properties beyond
+/// `driver` and `id` are accepted, as a device model's own properties would be.
+fn device_add(machine: &Machine, args: &Map<String, Value>) -> CommandResult {
+    let text = |name: &str| match args.get(name) {
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(Value::Bool(b)) => Ok(Some(if *b { "on" } else { "off" }.to_owned())),
+        Some(Value::Null) | None => Ok(None),
+        Some(_) => Err(QmpError::generic(format!("Parameter '{name}' expects a scalar value"))),
+    };
+    let Some(driver) = text("driver")? else {
+        return Err(QmpError::generic("Parameter 'driver' is missing"));
+    };
+    machine.device_add(&driver, text("id")?.as_deref()).map(|()| json!({}))
+}
+
+/// `query-cpu-model-expansion`: the x86 models the simulator knows, expanded to no
+/// properties (QEMU lists every CPUID feature; see DIFFERENCES.md).
+fn cpu_model_expansion(args: &Map<String, Value>) -> CommandResult {
+    const MODELS: [&str; 4] = ["max", "base", "qemu64", "host"];
+    let model = args.get("model").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or_default();
+    if !MODELS.contains(&model) {
+        return Err(QmpError::generic(format!("CPU model '{model}' not found")));
+    }
+    let name = if str_arg(args, "type") == "static" { "base" } else { model };
+    Ok(json!({"model": {"name": name, "props": {}}}))
 }
 
 /// `yank`: the only instance is the monitor's own chardev, which yanking leaves alone.
@@ -266,60 +340,128 @@ fn hmp(machine: &Machine, package: &str, line: &str) -> String {
     }
 }
 
-/// The downstream commands that make the guest do things, for testing clients: each
-/// triggers what a real guest (or its hardware) would, with the same events.
-fn register_faults(registry: &mut Registry, machine: &Machine) -> Result<(), RegistryError> {
-    let name = |n: &str| format!("{DOWNSTREAM_PREFIX}{n}");
-    let watchdog_actions =
-        EnumDef::new(name("WatchdogAction"), ["reset", "shutdown", "poweroff", "pause", "debug", "none", "inject-nmi"]);
-    registry.type_(watchdog_actions)?;
-    registry.type_(EnumDef::new(name("IoErrorAction"), ["report", "ignore", "stop"]))?;
+/// A downstream command's argument: name, type (a builtin or one of [`FAULT_ENUMS`] without
+/// the prefix), and whether it is optional.
+type FaultArg = (&'static str, &'static str, bool);
 
-    type GuestAction = fn(&Machine);
-    let simple: [(&str, GuestAction); 4] = [
-        ("guest-shutdown", Machine::guest_shutdown),
-        ("guest-reset", Machine::guest_reset),
-        ("guest-suspend", Machine::guest_suspend),
-        ("guest-panic", Machine::guest_panic),
-    ];
-    for (command, action) in simple {
-        let machine = machine.clone();
-        registry.command_raw(CommandDef::new(name(command)), move |_ctx, _args| {
-            action(&machine);
-            ready(Ok(json!({})))
-        })?;
+/// The enumerations the fault commands use, without [`DOWNSTREAM_PREFIX`].
+const FAULT_ENUMS: &[(&str, &[&str])] = &[
+    ("WatchdogAction", &["reset", "shutdown", "poweroff", "pause", "debug", "none", "inject-nmi"]),
+    ("IoErrorAction", &["report", "ignore", "stop"]),
+    ("ErrorClass", &["GenericError", "CommandNotFound", "DeviceNotActive", "DeviceNotFound", "KVMMissingCap"]),
+];
+
+/// The downstream commands, without [`DOWNSTREAM_PREFIX`], and their arguments. `hold` and
+/// `fail` are test hooks for clients of the protocol rather than guest happenings: `hold`
+/// keeps its command running until [`Machine::release_held`], `fail` fails with the error
+/// class asked for.
+const FAULTS: &[(&str, &[FaultArg])] = &[
+    ("guest-shutdown", &[]),
+    ("guest-reset", &[]),
+    ("guest-suspend", &[]),
+    ("guest-panic", &[]),
+    ("watchdog", &[("action", "WatchdogAction", true)]),
+    ("rtc-change", &[("offset", "int", false)]),
+    ("block-io-error", &[("device", "str", false), ("action", "IoErrorAction", true), ("nospace", "bool", true)]),
+    ("job-fail", &[("id", "str", false)]),
+    ("hold", &[]),
+    ("fail", &[("class", "ErrorClass", false)]),
+];
+
+fn downstream(name: &str) -> String {
+    format!("{DOWNSTREAM_PREFIX}{name}")
+}
+
+fn fault_type(ty: &str) -> String {
+    if FAULT_ENUMS.iter().any(|(name, _)| *name == ty) { downstream(ty) } else { ty.to_owned() }
+}
+
+/// The fault commands' `query-qmp-schema` entries, in QEMU's format; their types keep their
+/// (prefixed) names, which cannot clash with QEMU's masked numbers.
+fn fault_entities(empty: &str) -> Vec<Value> {
+    let mut entities = Vec::new();
+    for (name, values) in FAULT_ENUMS {
+        let members: Vec<Value> = values.iter().map(|v| json!({"name": v})).collect();
+        entities.push(json!({"name": downstream(name), "meta-type": "enum", "members": members, "values": values}));
     }
-    let m = machine.clone();
-    registry.command_raw(
-        CommandDef::new(name("watchdog")).arg(MemberDef::optional("action", name("WatchdogAction").as_str())),
-        move |_ctx, args| {
-            m.watchdog(args.get("action").and_then(Value::as_str).unwrap_or("reset"));
-            ready(Ok(json!({})))
-        },
-    )?;
-    let m = machine.clone();
-    registry.command_raw(
-        CommandDef::new(name("rtc-change")).arg(MemberDef::new("offset", "int")),
-        move |_ctx, args| {
-            m.rtc_change(args.get("offset").and_then(Value::as_i64).unwrap_or_default());
-            ready(Ok(json!({})))
-        },
-    )?;
-    let m = machine.clone();
-    registry.command_raw(
-        CommandDef::new(name("block-io-error"))
-            .arg(MemberDef::new("device", "str"))
-            .arg(MemberDef::optional("action", name("IoErrorAction").as_str()))
-            .arg(MemberDef::optional("nospace", "bool")),
-        move |_ctx, args| {
+    for (name, args) in FAULTS {
+        let arg_type = if args.is_empty() {
+            empty.to_owned()
+        } else {
+            let members: Vec<Value> = args
+                .iter()
+                .map(|(arg, ty, optional)| {
+                    let mut member = json!({"name": arg, "type": fault_type(ty)});
+                    if *optional {
+                        member["default"] = Value::Null;
+                    }
+                    member
+                })
+                .collect();
+            let object = format!("q_obj_{}-arg", downstream(name));
+            entities.push(json!({"name": object, "meta-type": "object", "members": members}));
+            object
+        };
+        entities
+            .push(json!({"name": downstream(name), "meta-type": "command", "arg-type": arg_type, "ret-type": empty}));
+    }
+    entities
+}
+
+/// Registers the downstream commands that make the guest do things, for testing clients:
+/// each triggers what a real guest (or its hardware) would, with the same events.
+fn register_faults(registry: &mut Registry) -> Result<(), RegistryError> {
+    for (name, values) in FAULT_ENUMS {
+        registry.type_(EnumDef::new(downstream(name), values.iter().copied()))?;
+    }
+    for &(name, args) in FAULTS {
+        let mut def = CommandDef::new(downstream(name));
+        for &(arg, ty, optional) in args {
+            let ty = fault_type(ty);
+            def = def.arg(if optional {
+                MemberDef::optional(arg, ty.as_str())
+            } else {
+                MemberDef::new(arg, ty.as_str())
+            });
+        }
+        if name == "hold" {
+            registry.command_raw(def, |ctx, _args| {
+                let machine = ctx.data::<Machine>().cloned();
+                async move {
+                    match machine {
+                        Some(machine) => {
+                            machine.hold().await;
+                            Ok(json!({}))
+                        }
+                        None => Err(QmpError::generic("no simulated machine serves this registry")),
+                    }
+                }
+            })?;
+        } else {
+            registry.command_raw(def, move |ctx, args| ready(on_machine(&ctx, |m| fault(m, name, &args))))?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs one downstream command.
+fn fault(machine: &Machine, name: &str, args: &Map<String, Value>) -> CommandResult {
+    let empty = |()| json!({});
+    match name {
+        "guest-shutdown" => machine.guest_shutdown(),
+        "guest-reset" => machine.guest_reset(),
+        "guest-suspend" => machine.guest_suspend(),
+        "guest-panic" => machine.guest_panic(),
+        "watchdog" => machine.watchdog(args.get("action").and_then(Value::as_str).unwrap_or("reset")),
+        "rtc-change" => machine.rtc_change(args.get("offset").and_then(Value::as_i64).unwrap_or_default()),
+        "block-io-error" => {
             let action = args.get("action").and_then(Value::as_str).unwrap_or("report");
             let nospace = args.get("nospace").and_then(Value::as_bool).unwrap_or(false);
-            ready(m.block_io_error(str_arg(&args, "device"), action, nospace).map(|()| json!({})))
-        },
-    )?;
-    let m = machine.clone();
-    registry.command_raw(CommandDef::new(name("job-fail")).arg(MemberDef::new("id", "str")), move |_ctx, args| {
-        ready(m.fail_job(str_arg(&args, "id")).map(|()| json!({})))
-    })?;
-    Ok(())
+            return machine.block_io_error(str_arg(args, "device"), action, nospace).map(empty);
+        }
+        "job-fail" => return machine.fail_job(str_arg(args, "id")).map(empty),
+        "fail" => return Err(QmpError::new(ErrorClass::from_name(str_arg(args, "class")), "failed as asked")),
+        other => return Err(QmpError::command_not_found(format!("The command {other} has not been found"))),
+    }
+    Ok(json!({}))
 }

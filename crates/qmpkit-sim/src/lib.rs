@@ -40,7 +40,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use qmpkit::server::{Registry, RegistryError, Server};
+use qmpkit::server::{ClientPolicy, RegistryError, Server, ServerBuilder};
 use qmpkit::transport::{Endpoint, Listener};
 use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
@@ -77,8 +77,10 @@ pub enum SimError {
     Io(#[from] io::Error),
 }
 
+/// A change to the server's builder, see [`SimBuilder::server`].
+type AdjustServer = Box<dyn FnOnce(ServerBuilder) -> ServerBuilder + Send>;
+
 /// Builds a [`Sim`].
-#[derive(Debug)]
 #[must_use]
 pub struct SimBuilder {
     profile: Result<Profile, SimError>,
@@ -89,10 +91,40 @@ pub struct SimBuilder {
     faults: bool,
     no_shutdown: bool,
     acpi_guest: bool,
+    clients: ClientPolicy,
+    server: Option<AdjustServer>,
     endpoints: Vec<Endpoint>,
 }
 
+impl std::fmt::Debug for SimBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimBuilder")
+            .field("profile", &self.profile)
+            .field("paused", &self.paused)
+            .field("name", &self.name)
+            .field("faults", &self.faults)
+            .field("clients", &self.clients)
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SimBuilder {
+    /// How many clients each monitor serves at once: [`ClientPolicy::One`] by default, as
+    /// QEMU (a second client's connection completes but hears nothing until the first
+    /// leaves); [`ClientPolicy::Many`] serves every client at once.
+    pub fn clients(mut self, clients: ClientPolicy) -> Self {
+        self.clients = clients;
+        self
+    }
+
+    /// Adjusts the server beyond what QEMU's command line sets (limits, `pretty`, the 2010
+    /// dialect, no `oob`), for tests of protocol corners; applied last.
+    pub fn server(mut self, adjust: impl FnOnce(ServerBuilder) -> ServerBuilder + Send + 'static) -> Self {
+        self.server = Some(Box::new(adjust));
+        self
+    }
+
     /// Imitates QEMU `MAJOR.MINOR[.MICRO]` (10.0 by default); an unknown version makes
     /// [`SimBuilder::build`] fail with [`SimError::UnknownVersion`].
     pub fn version(mut self, version: &str) -> Self {
@@ -166,8 +198,7 @@ impl SimBuilder {
     pub fn build(self) -> Result<Sim, SimError> {
         let profile = self.profile?;
         let prepared = schema::prepared(&profile)?;
-        let server_builder =
-            Server::builder().version(profile.major, profile.minor, profile.micro).package(&self.package);
+        let registry = commands::registry(&prepared, self.faults)?;
         let config = machine::MachineConfig {
             profile,
             paused: self.paused,
@@ -177,11 +208,19 @@ impl SimBuilder {
             acpi_guest: self.acpi_guest,
             ram: 128 << 20,
         };
-        let machine = Machine::new(config, prepared.clone());
-        let mut registry = Registry::new();
-        commands::register(&mut registry, &prepared.reached, &machine, &self.package, self.faults)?;
-        let server = Arc::new(server_builder.registry(registry).build()?);
-        machine.attach(&server);
+        let version = (profile.major, profile.minor, profile.micro);
+        let machine = Machine::new(config, prepared);
+        let mut builder = Server::builder()
+            .version(version.0, version.1, version.2)
+            .package(&self.package)
+            .clients(self.clients)
+            .shared_registry(registry)
+            .data(Arc::new(machine.clone()));
+        if let Some(adjust) = self.server {
+            builder = adjust(builder);
+        }
+        let server = builder.build()?;
+        machine.attach(server.events());
         Ok(Sim { server, machine, endpoints: self.endpoints })
     }
 
@@ -198,13 +237,13 @@ impl SimBuilder {
 /// A simulated QEMU: its server and its machine.
 #[derive(Clone, Debug)]
 pub struct Sim {
-    server: Arc<Server>,
+    server: Server,
     machine: Machine,
     endpoints: Vec<Endpoint>,
 }
 
 impl Sim {
-    /// A builder: QEMU 10.0, running, no name, no fault commands.
+    /// A builder: QEMU 10.0, running, no name, no fault commands, one client at a time.
     pub fn builder() -> SimBuilder {
         SimBuilder {
             profile: Ok(Profile::default()),
@@ -215,6 +254,8 @@ impl Sim {
             faults: false,
             no_shutdown: false,
             acpi_guest: false,
+            clients: ClientPolicy::One,
+            server: None,
             endpoints: Vec::new(),
         }
     }
@@ -237,14 +278,14 @@ impl Sim {
     #[must_use]
     pub fn connect_pair(&self) -> DuplexStream {
         let (client, io) = tokio::io::duplex(64 << 10);
-        let server = Server::clone(&self.server);
+        let server = self.server.clone();
         let mut exit = self.machine.exit_signal();
         tokio::spawn(async move {
             let serve = server.serve_connection(io);
             tokio::pin!(serve);
             tokio::select! {
                 _ = &mut serve => return,
-                _ = exit.wait_for(|exited| *exited) => server.shutdown(),
+                _ = exit.wait_for(|exited| *exited) => server.exit(),
             }
             let _ = serve.await;
         });
@@ -259,8 +300,11 @@ impl Sim {
     /// As [`Server::serve`].
     pub async fn serve(&self, listeners: Vec<Listener>) -> io::Result<()> {
         let mut exit = self.machine.exit_signal();
+        let server = self.server.clone();
         let exited = async move {
             let _ = exit.wait_for(|exited| *exited).await;
+            // As QEMU exits: what clients queued behind is left unanswered.
+            server.exit();
         };
         self.server.serve(listeners, exited).await
     }
@@ -288,6 +332,12 @@ impl Sim {
         }
         let sim = self.clone();
         let task = tokio::spawn(async move { sim.serve(listeners).await });
+        // Compile the shared registry (once per process) while clients connect and read
+        // their greeting, rather than before listening or in the first command.
+        let server = self.server.clone();
+        // A failure would be a bug in this crate (unit tests compile every profile); the
+        // first command would then report it.
+        tokio::task::spawn_blocking(move || server.registry().check());
         Ok(RunningSim { sim: self, endpoints: bound, task, _dir: dir })
     }
 }

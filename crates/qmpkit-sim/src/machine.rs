@@ -11,9 +11,9 @@
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
-use qmpkit::server::{ErrorClass, EventSender, QmpError, Server};
+use qmpkit::server::{ErrorClass, EventSender, QmpError};
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::profile::Profile;
 use crate::schema::{Prepared, QemuSchema};
@@ -175,10 +175,8 @@ struct Inner {
     events: OnceLock<EventSender>,
     /// Set when QEMU would exit (`quit`, a guest shutdown without `-no-shutdown`).
     exit: watch::Sender<bool>,
-    /// The server, to stop it the moment the machine exits, before the exiting command
-    /// returns: QEMU answers nothing after `quit`. Weak, because the server owns the
-    /// handlers that own the machine; the [`crate::Sim`] holds it.
-    server: OnceLock<Weak<Server>>,
+    /// What the `hold` test hook waits for.
+    held: Semaphore,
     /// How often a running job moves on, and how far it moves without a speed limit.
     job_tick: Duration,
 }
@@ -221,7 +219,7 @@ impl Machine {
                 prepared,
                 state: Mutex::new(state),
                 events: OnceLock::new(),
-                server: OnceLock::new(),
+                held: Semaphore::new(0),
                 exit,
                 job_tick: Duration::from_millis(100),
             }),
@@ -233,19 +231,29 @@ impl Machine {
         self.inner.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Connects the machine to its server; events before this go nowhere.
-    pub(crate) fn attach(&self, server: &Arc<Server>) {
-        let _ = self.inner.events.set(server.events());
-        let _ = self.inner.server.set(Arc::downgrade(server));
+    /// Connects the machine to its server's events; events before this go nowhere.
+    pub(crate) fn attach(&self, events: EventSender) {
+        let _ = self.inner.events.set(events);
     }
 
-    /// QEMU exits: the server stops taking commands now (the running one still gets its
-    /// reply), and whoever serves the machine sees the exit signal.
+    /// QEMU exits: whoever serves the machine sees the exit signal and stops the server.
+    /// A command that made the machine exit stops it itself before its reply (see
+    /// `commands::on_machine`), so that nothing is answered after it, as in QEMU.
     fn exit(&self) {
-        if let Some(server) = self.inner.server.get().and_then(Weak::upgrade) {
-            server.shutdown();
-        }
         self.inner.exit.send_replace(true);
+    }
+
+    /// The `hold` test hook: waits until [`Machine::release_held`] lets it go.
+    pub(crate) async fn hold(&self) {
+        if let Ok(permit) = self.inner.held.acquire().await {
+            permit.forget();
+        }
+    }
+
+    /// Lets `n` commands held by the `__org.qmpkit_hold` test hook (offered with
+    /// [`crate::SimBuilder::faults`]) finish, now or when they come.
+    pub fn release_held(&self, n: usize) {
+        self.inner.held.add_permits(n);
     }
 
     fn emit(&self, name: &str, data: Option<Value>) {
@@ -288,7 +296,7 @@ impl Machine {
         let run = self.run_state();
         let running = run == RunState::Running;
         let run = run.as_str();
-        if self.schema().return_members("query-status").iter().any(|m| m == "singlestep") {
+        if self.inner.prepared.status_has_singlestep {
             json!({"status": run, "singlestep": false, "running": running})
         } else {
             json!({"status": run, "running": running})

@@ -20,6 +20,8 @@ pub struct Profile {
     pub micro: u64,
     /// The `-M pc` machine type's QOM type name.
     pub machine_type: &'static str,
+    /// `migrate-pause`'s error outside postcopy, reworded in QEMU 8.
+    pub(crate) migrate_pause_error: &'static str,
     schema: &'static str,
 }
 
@@ -29,6 +31,7 @@ pub const QEMU_7_2: Profile = Profile {
     minor: 2,
     micro: 22,
     machine_type: "pc-i440fx-7.2-machine",
+    migrate_pause_error: "migrate-pause is currently only supported during postcopy-active state",
     schema: include_str!("../data/qmp-schema-7.2.22.json"),
 };
 
@@ -38,6 +41,7 @@ pub const QEMU_10_0: Profile = Profile {
     minor: 0,
     micro: 2,
     machine_type: "pc-i440fx-10.0-machine",
+    migrate_pause_error: "migrate-pause is currently only supported during postcopy-active or postcopy-recover state",
     schema: include_str!("../data/qmp-schema-10.0.2.json"),
 };
 

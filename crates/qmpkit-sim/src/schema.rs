@@ -12,10 +12,11 @@
 //! so a type QEMU calls `"262"` may be `"17"` here; the structure behind each name is QEMU's.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use qmpkit::server::{AlternateDef, Args, CommandDef, EnumDef, EventDef, MemberDef, ObjectDef, TypeDef, TypeRef};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::SimError;
 use crate::profile::Profile;
@@ -26,6 +27,32 @@ use crate::profile::Profile;
 pub(crate) struct Prepared {
     pub(crate) schema: QemuSchema,
     pub(crate) reached: Reached,
+    /// Whether `query-status` returns `singlestep` (gone in QEMU 8.2), looked up once
+    /// rather than on every call.
+    pub(crate) status_has_singlestep: bool,
+}
+
+/// The server library's built-in commands, which QEMU's schema describes too.
+const BUILTINS: &[&str] = &[
+    "qmp_capabilities",
+    "query-commands",
+    "query-qmp-schema",
+    "query-version",
+    "getfd",
+    "closefd",
+    "add-fd",
+    "remove-fd",
+    "query-fdsets",
+];
+
+impl Prepared {
+    /// QEMU's own `query-qmp-schema` entries for what the simulator has, verbatim and in
+    /// QEMU's order: the built-in and fd commands, the simulated commands and events, and
+    /// every type they reach, under QEMU's masked names.
+    pub(crate) fn introspection(&self) -> Vec<Value> {
+        let roots = BUILTINS.iter().chain(crate::COMMANDS).chain(crate::EVENTS);
+        self.schema.subset(roots.copied())
+    }
 }
 
 /// The [`Prepared`] schema of `profile`.
@@ -40,46 +67,94 @@ pub(crate) fn prepared(profile: &Profile) -> Result<Arc<Prepared>, SimError> {
     }
     let schema = QemuSchema::parse(profile.qemu_schema())?;
     let reached = Reached::collect(&schema, crate::COMMANDS, crate::EVENTS)?;
-    let prepared = Arc::new(Prepared { schema, reached });
+    let status_has_singlestep = schema.return_members("query-status").iter().any(|m| m == "singlestep");
+    let prepared = Arc::new(Prepared { schema, reached, status_has_singlestep });
     cache.push((key, prepared.clone()));
     Ok(prepared)
 }
 
-/// QEMU's schema, indexed by entity name.
+/// QEMU's schema, indexed by entity name. Only the entities the simulator looks at are
+/// parsed, on first use: parsing all of QEMU's ~2,000 entities was most of the simulator's
+/// start-up time.
 #[derive(Debug)]
 pub(crate) struct QemuSchema {
-    entities: HashMap<String, Value>,
+    /// Each entity's text, and its value once parsed.
+    entities: HashMap<&'static str, (&'static RawValue, OnceLock<Value>)>,
+    /// The entity names in QEMU's order.
+    order: Vec<&'static str>,
     /// The name of QEMU's empty object type (`q_empty`), which stands for "no arguments" and
     /// "returns `{}`".
     empty: Option<String>,
 }
 
+/// A `query-qmp-schema` reply, its entities left unparsed.
+#[derive(serde::Deserialize)]
+struct RawReply<'a> {
+    #[serde(borrow, rename = "return")]
+    entities: Vec<&'a RawValue>,
+}
+
+/// Just an entity's name.
+#[derive(serde::Deserialize)]
+struct Named<'a> {
+    #[serde(borrow)]
+    name: &'a str,
+}
+
 impl QemuSchema {
-    /// Parses a raw `query-qmp-schema` reply (`{"return": [...]}`) or its bare array.
-    pub(crate) fn parse(json: &str) -> Result<Self, SimError> {
-        let value: Value = serde_json::from_str(json).map_err(|e| SimError::Schema(e.to_string()))?;
-        let array = match value {
-            Value::Object(mut reply) => reply.remove("return").unwrap_or(Value::Null),
-            other => other,
+    /// Indexes a raw `query-qmp-schema` reply (`{"return": [...]}`) or its bare array.
+    pub(crate) fn parse(json: &'static str) -> Result<Self, SimError> {
+        let bad = |e: serde_json::Error| SimError::Schema(e.to_string());
+        let list: Vec<&'static RawValue> = if json.trim_start().starts_with('[') {
+            serde_json::from_str(json).map_err(bad)?
+        } else {
+            serde_json::from_str::<RawReply<'static>>(json).map_err(bad)?.entities
         };
-        let Value::Array(list) = array else {
-            return Err(SimError::Schema("the schema is not an array of entities".into()));
-        };
-        let mut entities = HashMap::new();
+        let mut entities = HashMap::with_capacity(list.len());
+        let mut order = Vec::with_capacity(list.len());
         for entity in list {
-            let Some(name) = entity.get("name").and_then(Value::as_str) else {
-                return Err(SimError::Schema("an entity has no name".into()));
-            };
-            entities.insert(name.to_owned(), entity);
+            let named: Named<'static> = serde_json::from_str(entity.get())
+                .map_err(|e| SimError::Schema(format!("an entity has no name: {e}")))?;
+            order.push(named.name);
+            entities.insert(named.name, (entity, OnceLock::new()));
         }
-        let empty =
-            entities.get("stop").and_then(|stop| stop.get("arg-type")).and_then(Value::as_str).map(str::to_owned);
-        Ok(QemuSchema { entities, empty })
+        let mut schema = QemuSchema { entities, order, empty: None };
+        schema.empty =
+            schema.entity("stop").and_then(|stop| stop.get("arg-type")).and_then(Value::as_str).map(str::to_owned);
+        Ok(schema)
+    }
+
+    /// The entities named in `roots` and every entity they reach, as QEMU lists them (in
+    /// QEMU's order); names the schema lacks are skipped.
+    pub(crate) fn subset<'a>(&self, roots: impl Iterator<Item = &'a str>) -> Vec<Value> {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut queue: Vec<String> = roots.map(str::to_owned).collect();
+        while let Some(name) = queue.pop() {
+            let Some((&name, _)) = self.entities.get_key_value(name.as_str()) else { continue };
+            if !seen.insert(name) {
+                continue;
+            }
+            let Some(entity) = self.entity(name) else { continue };
+            let lists = ["members", "variants"].map(|k| entity.get(k).and_then(Value::as_array));
+            let items = lists.into_iter().flatten().flatten();
+            let refs = ["arg-type", "ret-type", "element-type"].iter().filter_map(|k| entity.get(*k));
+            let refs = refs.chain(items.filter_map(|item| item.get("type")));
+            queue.extend(refs.filter_map(Value::as_str).map(str::to_owned));
+        }
+        self.order.iter().filter(|n| seen.contains(*n)).filter_map(|n| self.entity(n).cloned()).collect()
+    }
+
+    /// QEMU's empty object type (`q_empty`, masked), which commands without arguments or
+    /// results name.
+    pub(crate) fn empty_type(&self) -> &str {
+        self.empty.as_deref().unwrap_or("0")
     }
 
     /// The entity called `name`.
     pub(crate) fn entity(&self, name: &str) -> Option<&Value> {
-        self.entities.get(name)
+        let (raw, parsed) = self.entities.get(name)?;
+        // The text was checked as JSON when it was indexed, so parsing it cannot fail.
+        Some(parsed.get_or_init(|| serde_json::from_str(raw.get()).unwrap_or(Value::Null)))
     }
 
     /// The names of an object type's members, or of the return type's members of a command
@@ -353,8 +428,10 @@ mod tests {
     #[test]
     fn every_simulated_entity_has_qemus_structure() {
         for profile in PROFILES {
-            let sim = Sim::builder().profile(profile).build().unwrap();
-            let ours = index(&sim.server().registry().introspect().unwrap());
+            // The descriptions the arguments are validated with, not the verbatim answer.
+            let prepared = super::prepared(&profile).unwrap();
+            let built = crate::commands::build(&prepared, false).unwrap();
+            let ours = index(&built.introspect().unwrap());
             let qemu = index(&serde_json::from_str::<Value>(profile.qemu_schema()).unwrap()["return"]);
             let mut map = HashMap::new();
             let mut checked = 0;
@@ -366,6 +443,34 @@ mod tests {
             assert_eq!(checked, COMMANDS.len() + EVENTS.len());
             // Every type the simulated entities use was compared, not just the entities.
             assert!(map.len() > 50, "{profile}: only {} types compared", map.len());
+        }
+    }
+
+    #[test]
+    fn query_qmp_schema_answers_qemus_own_entries() {
+        for profile in PROFILES {
+            let sim = Sim::builder().profile(profile).build().unwrap();
+            let ours = sim.server().registry().introspect().unwrap();
+            let qemu = index(&serde_json::from_str::<Value>(profile.qemu_schema()).unwrap()["return"]);
+            let ours = ours.as_array().unwrap();
+            for entity in ours {
+                let name = entity["name"].as_str().unwrap();
+                assert_eq!(Some(entity), qemu.get(name), "{profile}: {name} is not QEMU's own entry");
+            }
+            let names: Vec<&str> = ours.iter().map(|e| e["name"].as_str().unwrap()).collect();
+            for name in COMMANDS.iter().chain(EVENTS).chain(&["query-qmp-schema", "getfd", "add-fd"]) {
+                assert!(names.contains(name), "{profile}: {name} missing");
+            }
+            assert!(!names.contains(&"blockdev-add"), "{profile}: only what the simulator has");
+            // With the fault commands, their own entries follow QEMU's, and resolve.
+            let faults = Sim::builder().profile(profile).faults(true).build().unwrap();
+            let all = index(&faults.server().registry().introspect().unwrap());
+            let hold = &all["__org.qmpkit_hold"];
+            assert!(all.contains_key(hold["arg-type"].as_str().unwrap()), "{hold}");
+            let watchdog = &all["__org.qmpkit_watchdog"];
+            let args = &all[watchdog["arg-type"].as_str().unwrap()];
+            let action = args["members"][0]["type"].as_str().unwrap();
+            assert_eq!(all[action]["values"][0], "reset");
         }
     }
 }

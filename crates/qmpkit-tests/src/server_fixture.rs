@@ -1,14 +1,14 @@
-//! Shared by the `server_*` tests: a server that answers like QEMU
-//! 10.0.2 with `-machine none` for the commands the transcripts use, a loader of the QEMU
-//! transcripts in `crates/qmpkit-proto/tests/data` ([`transcript`]), and a driver that
-//! replays them against the server ([`replay`]).
+//! Shared by the `server_*` tests: the project's one imitation of QEMU, `qmpkit-sim` in its
+//! 10.0 profile ([`qemu_like`]), a loader of the QEMU transcripts in
+//! `crates/qmpkit-proto/tests/data` ([`transcript`]), and a driver that replays them against
+//! it ([`replay`]).
 //!
 //! Script lines use the format of those transcripts: `C: ` bytes to send, `S: ` one expected
 //! message, `# ` comments, with `\r \n \t \\ \xNN` escapes. Directives: `F<n>: ` sends
 //! bytes with `n` file descriptors attached (`SCM_RIGHTS`, unix connections only);
 //! `!connect` starts a new connection (the previous one is closed); `!silent` checks that
-//! nothing more arrives; `!release` lets one blocked `x-block` command finish; `!emit NAME`
-//! emits a data-less event.
+//! nothing more arrives; `!release` lets one command held by the simulator's
+//! `__org.qmpkit_hold` test hook finish; `!emit NAME` emits a data-less event.
 //!
 //! Replies are read by their framing (a complete JSON value and its CRLF), never by the
 //! length of the recorded reply, and compared with event timestamps as `{..}` and fd numbers
@@ -18,112 +18,35 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use qmpkit::server::{CommandDef, EnumDef, EventDef, MemberDef, ObjectDef, QmpError, Registry, Server, TypeRef};
+use qmpkit::server::{ClientPolicy, Server, ServerBuilder};
 use qmpkit_proto::transcript::unescape;
-use serde_json::{Value, json};
+use qmpkit_sim::Sim;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Semaphore;
 
 /// QEMU 10.0.2's package string, as the transcripts show it.
 pub const PACKAGE: &str = "Debian 1:10.0.2+ds-2+deb13u1~bpo12+1";
 
-/// A server like QEMU 10.0.2 and the semaphore `x-block` waits on.
-pub fn qemu_like() -> (Server, Arc<Semaphore>) {
+/// A simulated QEMU 10.0.2 (`-machine none`, running) with its test hooks
+/// (`__org.qmpkit_hold`, `__org.qmpkit_fail`, ...), serving many clients at once as the
+/// server library does by default; and its server.
+pub fn qemu_like() -> (Server, Sim) {
     qemu_like_with(|b| b)
 }
 
-/// As [`qemu_like`], with changes to the builder.
-pub fn qemu_like_with(
-    f: impl FnOnce(qmpkit::server::ServerBuilder) -> qmpkit::server::ServerBuilder,
-) -> (Server, Arc<Semaphore>) {
-    let blocker = Arc::new(Semaphore::new(0));
-    let registry = qemu_registry(blocker.clone());
-    let builder = Server::builder().version(10, 0, 2).package(PACKAGE).registry(registry);
-    (f(builder).build().expect("valid schema"), blocker)
-}
-
-/// The commands: the ones the transcripts use, with QEMU's argument types.
-pub fn qemu_registry(blocker: Arc<Semaphore>) -> Registry {
-    let mut r = Registry::new();
-    r.fd_commands().unwrap();
-    r.type_(
-        ObjectDef::new("StatusInfo").member(MemberDef::new("running", "bool")).member(MemberDef::new("status", "str")),
-    )
-    .unwrap();
-    r.command(CommandDef::new("query-status").returns("StatusInfo"), |(): ()| async {
-        Ok::<_, QmpError>(json!({"status": "running", "running": true}))
-    })
-    .unwrap();
-    r.command(
-        CommandDef::new("human-monitor-command")
-            .arg(MemberDef::new("command-line", "str"))
-            .arg(MemberDef::optional("cpu-index", "int"))
-            .returns("str"),
-        |args: Value| async move {
-            let line = args["command-line"].as_str().unwrap_or_default().to_owned();
-            Ok::<_, QmpError>(match line.as_str() {
-                "info status" => "VM status: running\r\n".to_owned(),
-                "" => String::new(),
-                other => format!("unknown command: '{other}'\r\n"),
-            })
-        },
-    )
-    .unwrap();
-    r.type_(EnumDef::new("CpuModelExpansionType", ["static", "full"])).unwrap();
-    r.type_(
-        ObjectDef::new("CpuModelInfo")
-            .member(MemberDef::new("name", "str"))
-            .member(MemberDef::optional("props", "any")),
-    )
-    .unwrap();
-    r.command(
-        CommandDef::new("query-cpu-model-expansion")
-            .arg(MemberDef::new("type", "CpuModelExpansionType"))
-            .arg(MemberDef::new("model", "CpuModelInfo"))
-            .returns("CpuModelInfo"),
-        |args: Value| async move { Ok::<_, QmpError>(json!({"model": args["model"]})) },
-    )
-    .unwrap();
-    r.type_(
-        ObjectDef::new("YankInstance").member(MemberDef::new("type", "str")).member(MemberDef::optional("id", "str")),
-    )
-    .unwrap();
-    r.command(CommandDef::new("query-yank").returns(TypeRef::array("YankInstance")).allow_oob(), |(): ()| async {
-        Ok::<_, QmpError>(json!([{"type": "chardev", "id": "compat_monitor0"}]))
-    })
-    .unwrap();
-    r.event(EventDef::new("STOP")).unwrap();
-    r.event(EventDef::new("RESUME")).unwrap();
-    r.command_with_context(CommandDef::new("stop"), |ctx, (): ()| async move {
-        ctx.events().emit_value("STOP", None);
-        Ok::<_, QmpError>(())
-    })
-    .unwrap();
-    r.command_with_context(CommandDef::new("cont"), |ctx, (): ()| async move {
-        ctx.events().emit_value("RESUME", None);
-        Ok::<_, QmpError>(())
-    })
-    .unwrap();
-    // The stand-in for the lab's blockdev-add on a FIFO: it blocks until the test releases it.
-    r.command(CommandDef::new("x-block"), move |(): ()| {
-        let blocker = blocker.clone();
-        async move {
-            blocker.acquire().await.expect("never closed").forget();
-            Ok::<_, QmpError>(())
-        }
-    })
-    .unwrap();
-    r.type_(EnumDef::new(
-        "QapiErrorClass",
-        ["GenericError", "CommandNotFound", "DeviceNotActive", "DeviceNotFound", "KVMMissingCap"],
-    ))
-    .unwrap();
-    r.command(CommandDef::new("x-fail").arg(MemberDef::new("class", "QapiErrorClass")), |args: Value| async move {
-        let class = qmpkit::server::ErrorClass::from_name(args["class"].as_str().unwrap_or_default());
-        Err::<(), _>(QmpError::new(class, "failed as asked"))
-    })
-    .unwrap();
-    r
+/// As [`qemu_like`], with changes to the server's builder.
+///
+/// # Panics
+/// When the simulator cannot be built (a bug).
+pub fn qemu_like_with(f: impl FnOnce(ServerBuilder) -> ServerBuilder + Send + 'static) -> (Server, Sim) {
+    let sim = Sim::builder()
+        .version("10.0.2")
+        .package(PACKAGE)
+        .faults(true)
+        .clients(ClientPolicy::Many)
+        .server(f)
+        .build()
+        .expect("the 10.0 profile builds");
+    (sim.server().clone(), sim)
 }
 
 /// Serves `server` on a unix socket in a fresh temporary directory, until the test ends.
@@ -464,8 +387,9 @@ fn is_request(line: &str) -> bool {
         || (line.starts_with('F') && line.split_once(": ").is_some_and(|(n, _)| n[1..].parse::<usize>().is_ok()))
 }
 
-/// Replays a transcript excerpt against `server`, starting with a new connection.
-pub async fn replay(server: &Server, blocker: &Semaphore, unix: bool, script: &str) {
+/// Replays a transcript excerpt against `server` (the server of `sim`), starting with a new
+/// connection.
+pub async fn replay(server: &Server, sim: &Sim, unix: bool, script: &str) {
     let connect = || if unix { Peer::unix(server) } else { Peer::duplex(server) };
     let mut peer = connect();
     for (n, line) in script.lines().enumerate() {
@@ -488,7 +412,7 @@ pub async fn replay(server: &Server, blocker: &Semaphore, unix: bool, script: &s
         } else if let Some(name) = line.strip_prefix("!emit ") {
             server.events().emit_value(name, None);
         } else if line == "!release" {
-            blocker.add_permits(1);
+            sim.machine().release_held(1);
         } else {
             assert!(line.is_empty() || line.starts_with('#'), "script line {n}: unknown directive {line:?}");
         }

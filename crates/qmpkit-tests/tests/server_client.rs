@@ -11,7 +11,7 @@ use serde_json::json;
 
 #[tokio::test(start_paused = true)]
 async fn client_over_duplex() {
-    let (server, _blocker) = fixture::qemu_like();
+    let (server, _sim) = fixture::qemu_like();
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
     tokio::spawn({
         let server = server.clone();
@@ -37,7 +37,7 @@ async fn client_over_duplex() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_over_unix_socket_with_fds() {
-    let (server, _blocker) = fixture::qemu_like();
+    let (server, _sim) = fixture::qemu_like();
     let (_dir, path, serving) = fixture::serve_on_unix(&server).await;
     let client = Client::connect(path.to_str().unwrap()).await.unwrap();
     let (_keep, write) = std::os::unix::net::UnixStream::pair().unwrap();
@@ -56,7 +56,7 @@ async fn client_over_unix_socket_with_fds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_over_tcp_loopback() {
-    let (server, _blocker) = fixture::qemu_like();
+    let (server, _sim) = fixture::qemu_like();
     let listener = server.bind(&"127.0.0.1:0".parse().unwrap()).await.unwrap();
     let endpoint = listener.local_endpoint().unwrap();
     assert!(matches!(endpoint, qmpkit::transport::Endpoint::Tcp { .. }));

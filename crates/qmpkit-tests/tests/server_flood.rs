@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 async fn a_client_that_never_reads_is_bounded_and_dropped() {
     const MAX_OUTPUT: usize = 256 * 1024;
     let limits = Limits { max_output: MAX_OUTPUT, ..Limits::default() };
-    let (server, _blocker) = fixture::qemu_like_with(|b| b.limits(limits));
+    let (server, _sim) = fixture::qemu_like_with(move |b| b.limits(limits));
     let events = server.events();
 
     // The sluggard negotiates, then never reads again. Its pipe holds 4 KiB.
@@ -62,7 +62,7 @@ async fn a_client_that_never_reads_is_bounded_and_dropped() {
 
 #[tokio::test(start_paused = true)]
 async fn a_client_that_pipelines_without_reading_is_slowed_not_dropped() {
-    let (server, _blocker) = fixture::qemu_like();
+    let (server, _sim) = fixture::qemu_like();
     let (mut ours, theirs) = tokio::io::duplex(4096);
     let task = tokio::spawn({
         let server = server.clone();

@@ -15,7 +15,7 @@ async fn one_client_at_a_time_as_qemu() {
     let [greeting, negotiated, b_greeting, b_negotiated, c_greeting, c_refused] = &qemu[..] else {
         panic!("the transcript has six replies: {qemu:?}");
     };
-    let (server, _blocker) = qemu_like_with(|b| b.clients(ClientPolicy::One));
+    let (server, _sim) = qemu_like_with(|b| b.clients(ClientPolicy::One));
     let (_dir, path, _serving) = fixture::serve_on_unix(&server).await;
 
     let mut a = Peer::connect(&path).await;
@@ -44,7 +44,7 @@ async fn one_client_at_a_time_as_qemu() {
 /// By default every client is served at once.
 #[tokio::test(start_paused = true)]
 async fn many_clients_by_default() {
-    let (server, _blocker) = qemu_like_with(|b| b);
+    let (server, _sim) = qemu_like_with(|b| b);
     let (_dir, path, _serving) = fixture::serve_on_unix(&server).await;
     let mut a = Peer::connect(&path).await;
     let mut b = Peer::connect(&path).await;
@@ -60,7 +60,7 @@ async fn many_clients_by_default() {
 #[tokio::test(start_paused = true)]
 async fn connections_beyond_the_bound_are_closed_at_once() {
     let limits = Limits { max_connections: 2, ..Limits::default() };
-    let (server, _blocker) = qemu_like_with(|b| b.limits(limits));
+    let (server, _sim) = qemu_like_with(move |b| b.limits(limits));
     let (_dir, path, _serving) = fixture::serve_on_unix(&server).await;
     let mut a = Peer::connect(&path).await;
     let mut b = Peer::connect(&path).await;
@@ -90,7 +90,7 @@ async fn connections_beyond_the_bound_are_closed_at_once() {
 #[tokio::test(start_paused = true)]
 async fn fds_beyond_the_bounds_are_refused() {
     let limits = Limits { max_connection_fds: 2, max_fdset_fds: 1, ..Limits::default() };
-    let (server, blocker) = qemu_like_with(|b| b.limits(limits));
+    let (server, sim) = qemu_like_with(move |b| b.limits(limits));
     let script = r##"
 S: {"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": "Debian 1:10.0.2+ds-2+deb13u1~bpo12+1"}, "capabilities": ["oob"]}}\r\n
 C: {"execute": "qmp_capabilities"}
@@ -122,7 +122,7 @@ S: {"return": {"fd": 12, "fdset-id": 0}, "id": 10}\r\n
 F1: {"execute": "add-fd", "id": 11}
 S: {"id": 11, "error": {"class": "GenericError", "desc": "Too many file descriptors in fd sets (at most 1); remove one with 'remove-fd' first"}}\r\n
 "##;
-    replay(&server, &blocker, true, script).await;
+    replay(&server, &sim, true, script).await;
 }
 
 /// A stream that buffers its writes (here a `BufWriter`, as TLS does) gets every reply: the
@@ -130,7 +130,7 @@ S: {"id": 11, "error": {"class": "GenericError", "desc": "Too many file descript
 #[tokio::test(start_paused = true)]
 async fn buffered_streams_are_flushed() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let (server, _blocker) = qemu_like_with(|b| b);
+    let (server, _sim) = qemu_like_with(|b| b);
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
     let serving = tokio::spawn({
         let server = server.clone();

@@ -1,4 +1,5 @@
-//! Python's reference client, qemu.qmp, against a server built with the library: connect,
+//! Python's reference client, qemu.qmp, against a server built with the library (its own
+//! commands, in the first test) and against the simulator (`qmp-shell`): connect,
 //! negotiate with `oob`, execute, receive an event, run a command out-of-band, get a
 //! validation error, pass an fd with `send_fd_scm` then `getfd`, disconnect.
 //!
@@ -10,14 +11,37 @@ use qmpkit_tests::server_fixture as fixture;
 use std::io::Write;
 use std::time::Duration;
 
-use qmpkit::server::{CommandDef, MemberDef, QmpError, Server};
-use serde_json::Value;
+use qmpkit::server::{CommandDef, EventDef, MemberDef, QmpError, Registry, Server};
+use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qemu_qmp_against_our_server() {
     let python = qmpkit_tests::python();
-    let blocker = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
-    let mut registry = fixture::qemu_registry(blocker);
+    let mut registry = Registry::new();
+    registry.fd_commands().unwrap();
+    registry.event(EventDef::new("STOP")).unwrap();
+    registry
+        .command(CommandDef::new("query-status").returns("any"), |(): ()| async {
+            Ok::<_, QmpError>(json!({"status": "running", "running": true}))
+        })
+        .unwrap();
+    registry
+        .command_with_context(CommandDef::new("stop"), |ctx, (): ()| async move {
+            ctx.events().emit_value("STOP", None);
+            Ok::<_, QmpError>(())
+        })
+        .unwrap();
+    registry
+        .command(CommandDef::new("query-yank").returns("any").allow_oob(), |(): ()| async {
+            Ok::<_, QmpError>(json!([{"type": "chardev", "id": "compat_monitor0"}]))
+        })
+        .unwrap();
+    registry
+        .command(
+            CommandDef::new("human-monitor-command").arg(MemberDef::new("command-line", "str")).returns("str"),
+            |_: Value| async { Ok::<_, QmpError>(String::new()) },
+        )
+        .unwrap();
     registry
         .command_with_context(
             CommandDef::new("x-write-fd").arg(MemberDef::new("fdname", "str")).arg(MemberDef::new("text", "str")),
@@ -64,7 +88,7 @@ async fn qemu_qmp_against_our_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qmp_shell_against_our_server() {
     let shell = qmpkit_tests::python().with_file_name("qmp-shell");
-    let (server, _blocker) = fixture::qemu_like();
+    let (server, _sim) = fixture::qemu_like();
     let (_dir, path, _serving) = fixture::serve_on_unix(&server).await;
     let mut child = tokio::process::Command::new(&shell)
         .arg(&path)

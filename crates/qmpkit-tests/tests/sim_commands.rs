@@ -191,7 +191,7 @@ async fn yank_migration_and_fds() {
     );
     assert_eq!(
         error(&qmp, "migrate-pause", json!({})).await,
-        generic("migrate-pause is currently only supported during postcopy-active state")
+        generic("migrate-pause is currently only supported during postcopy-active or postcopy-recover state")
     );
     assert_eq!(
         error(&qmp, "migrate-recover", json!({"uri": "tcp:1"})).await,

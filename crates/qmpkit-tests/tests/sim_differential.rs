@@ -15,7 +15,12 @@
 //! unordered: /return                 (an array compared as a set: QEMU's order is a hash's)
 //! C: bytes to send, escaped as the transcripts (\r \n \t \\ \xNN); then read one reply
 //! C2: ... read two replies (any events before them are compared too); C0: read none
+//! F: bytes sent with a file descriptor attached (SCM_RIGHTS); then read one reply
 //! !connect                           (close the connection and open a new one)
+//! !second                            (a second client connects while the first stays:
+//!                                     what it hears within a second is recorded)
+//! !first-leaves                      (the first client closes; the second takes over,
+//!                                     reads its greeting and negotiates)
 //! ```
 //!
 //! Each connection negotiates first unless its first line sends something else
@@ -24,11 +29,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use std::os::fd::AsFd;
+use std::path::Path;
+
 use qmpkit::launch::{Instance, Launcher};
 use qmpkit_proto::transcript::unescape;
-use qmpkit_sim::Sim;
+use qmpkit_sim::{RunningSim, Sim};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
 
 const CASES: &str = include_str!("sim_cases.txt");
 
@@ -45,8 +54,10 @@ enum Machine {
 
 #[derive(Debug)]
 enum Step {
-    Send { bytes: Vec<u8>, replies: usize },
+    Send { bytes: Vec<u8>, replies: usize, fd: bool },
     Connect,
+    Second,
+    FirstLeaves,
 }
 
 #[derive(Debug)]
@@ -97,6 +108,12 @@ fn parse(text: &str) -> Vec<Case> {
             case.unordered.push(pointer.to_owned());
         } else if line == "!connect" {
             case.steps.push(Step::Connect);
+        } else if line == "!second" {
+            case.steps.push(Step::Second);
+        } else if line == "!first-leaves" {
+            case.steps.push(Step::FirstLeaves);
+        } else if let Some(bytes) = line.strip_prefix("F: ") {
+            case.steps.push(Step::Send { bytes: unescape(bytes), replies: 1, fd: true });
         } else if let Some((head, bytes)) = line.split_once(": ") {
             let replies = match head {
                 "C" => 1,
@@ -104,7 +121,7 @@ fn parse(text: &str) -> Vec<Case> {
                     panic!("line {}: unknown directive {other}", n + 1);
                 }),
             };
-            case.steps.push(Step::Send { bytes: unescape(bytes), replies });
+            case.steps.push(Step::Send { bytes: unescape(bytes), replies, fd: false });
         } else {
             panic!("line {}: cannot parse {line:?}", n + 1);
         }
@@ -112,17 +129,17 @@ fn parse(text: &str) -> Vec<Case> {
     cases
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-/// One side of the comparison: where to connect, and how to tell its package string.
+/// One side of the comparison: where to connect, and how to tell its package string. Both
+/// listen on a unix socket, so that fds pass and a second client waits as it would.
 enum Side {
     Qemu(Instance),
-    Sim(Sim),
+    Sim(RunningSim),
 }
 
+type Io = BufReader<UnixStream>;
+
 impl Side {
-    fn start(machine: Machine, qemu: bool) -> Side {
+    async fn start(machine: Machine, qemu: bool) -> Side {
         if qemu {
             let mut launcher = Launcher::system();
             if machine != Machine::None {
@@ -144,28 +161,50 @@ impl Side {
             }
             Side::Qemu(qmpkit_tests::start(launcher))
         } else {
-            let sim = Sim::builder().version("7.2").paused(machine == Machine::PcPaused).build().unwrap();
+            let sim = Sim::builder().version("7.2").paused(machine == Machine::PcPaused).start().await.unwrap();
             Side::Sim(sim)
         }
     }
 
-    async fn connect(&self) -> Box<dyn Io> {
+    fn socket(&self) -> &Path {
         match self {
-            Side::Qemu(instance) => Box::new(tokio::net::UnixStream::connect(instance.qmp_socket()).await.unwrap()),
-            Side::Sim(sim) => Box::new(sim.connect_pair()),
+            Side::Qemu(instance) => instance.qmp_socket(),
+            Side::Sim(sim) => match sim.endpoint() {
+                qmpkit::transport::Endpoint::Unix(path) => path,
+                other => panic!("the simulator listens on {other}"),
+            },
         }
     }
+
+    async fn connect(&self) -> Io {
+        BufReader::new(UnixStream::connect(self.socket()).await.unwrap())
+    }
+}
+
+/// Sends `bytes` with one file descriptor (the write end of a fresh pipe) attached.
+fn send_with_fd(io: &Io, bytes: &[u8]) -> std::io::Result<()> {
+    let (_read, write) = std::io::pipe()?;
+    let fds = [write.as_fd()];
+    let mut space = vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+    assert!(control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)));
+    let iov = [std::io::IoSlice::new(bytes)];
+    let sent = rustix::net::sendmsg(io.get_ref().as_fd(), &iov, &mut control, rustix::net::SendFlags::empty())?;
+    assert_eq!(sent, bytes.len(), "a short send");
+    Ok(())
 }
 
 /// Runs a case on one side and returns every message received, normalised, one per line.
 async fn run(case: &Case, side: &Side) -> Vec<String> {
     let mut out = Vec::new();
-    let (mut io, mut package) = open(case, side, &mut out).await;
+    let (mut io, mut package) = open(case, side.connect().await, &mut out).await;
+    let mut second: Option<Io> = None;
     for step in &case.steps {
         match step {
-            Step::Send { bytes, replies } => {
+            Step::Send { bytes, replies, fd } => {
                 out.push(format!("C: {}", String::from_utf8_lossy(bytes).trim_end()));
-                if io.write_all(bytes).await.is_err() {
+                let sent = if *fd { send_with_fd(&io, bytes) } else { io.write_all(bytes).await };
+                if sent.is_err() {
                     out.push(format!("{:?}", Read::Eof));
                     continue;
                 }
@@ -188,7 +227,18 @@ async fn run(case: &Case, side: &Side) -> Vec<String> {
             Step::Connect => {
                 finish(&mut io, &package, case, &mut out).await;
                 drop(io);
-                (io, package) = open(case, side, &mut out).await;
+                (io, package) = open(case, side.connect().await, &mut out).await;
+            }
+            Step::Second => {
+                let mut other = side.connect().await;
+                out.push(format!("second client: {:?}", read(&mut other).await));
+                second = Some(other);
+            }
+            Step::FirstLeaves => {
+                finish(&mut io, &package, case, &mut out).await;
+                drop(io);
+                let other = second.take().unwrap_or_else(|| panic!("{}: !first-leaves without !second", case.name));
+                (io, package) = open(case, other, &mut out).await;
             }
         }
     }
@@ -197,8 +247,7 @@ async fn run(case: &Case, side: &Side) -> Vec<String> {
 }
 
 /// Connects, records the greeting and negotiates (unless the case does it itself).
-async fn open(case: &Case, side: &Side, out: &mut Vec<String>) -> (BufReader<Box<dyn Io>>, String) {
-    let mut io = BufReader::new(side.connect().await);
+async fn open(case: &Case, mut io: Io, out: &mut Vec<String>) -> (Io, String) {
     let Read::Line(greeting) = read(&mut io).await else { panic!("{}: no greeting", case.name) };
     let value: Value = serde_json::from_str(&greeting).unwrap();
     let package = value["QMP"]["version"]["package"].as_str().unwrap_or_default().to_owned();
@@ -213,7 +262,7 @@ async fn open(case: &Case, side: &Side, out: &mut Vec<String>) -> (BufReader<Box
 
 /// Collects whatever else the connection's input caused, up to the answer to [`SYNC`] (or
 /// the end of the connection).
-async fn finish(io: &mut BufReader<Box<dyn Io>>, package: &str, case: &Case, out: &mut Vec<String>) {
+async fn finish(io: &mut Io, package: &str, case: &Case, out: &mut Vec<String>) {
     if io.write_all(SYNC.as_bytes()).await.is_err() {
         out.push(format!("{:?}", Read::Eof));
         return;
@@ -244,7 +293,7 @@ enum Read {
 
 /// The next line, without its CRLF. QEMU answers within milliseconds, so a second of silence
 /// means no reply is coming.
-async fn read(io: &mut BufReader<Box<dyn Io>>) -> Read {
+async fn read(io: &mut Io) -> Read {
     let mut line = String::new();
     match tokio::time::timeout(Duration::from_secs(1), io.read_line(&mut line)).await {
         Err(_) => Read::Silence,
@@ -287,9 +336,9 @@ async fn sim_7_2_answers_as_real_qemu_7_2() {
         let mut fresh = Vec::new();
         for qemu in [true, false] {
             if case.fresh {
-                fresh.push(Side::start(case.machine, qemu));
-            } else {
-                shared.entry((case.machine, qemu)).or_insert_with(|| Side::start(case.machine, qemu));
+                fresh.push(Side::start(case.machine, qemu).await);
+            } else if let std::collections::hash_map::Entry::Vacant(entry) = shared.entry((case.machine, qemu)) {
+                entry.insert(Side::start(case.machine, qemu).await);
             }
         }
         let side = |qemu: bool| if case.fresh { &fresh[usize::from(!qemu)] } else { &shared[&(case.machine, qemu)] };

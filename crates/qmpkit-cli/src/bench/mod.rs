@@ -11,6 +11,7 @@ use serde::Serialize;
 mod client;
 mod proxy;
 mod server;
+mod sim;
 
 /// The benchmarks.
 #[derive(Debug, Subcommand)]
@@ -21,6 +22,8 @@ pub(crate) enum BenchCommand {
     Server(server::Args),
     /// `qmp proxy` in front of a real QEMU, against the same QEMU without it.
     Proxy(proxy::Args),
+    /// The simulator (`qmp sim`) beside the QEMU it stands in for, and the bare server library.
+    Sim(sim::Args),
 }
 
 /// Runs a benchmark.
@@ -29,6 +32,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Client(args) => client::run(args),
         BenchCommand::Server(args) => server::run(args),
         BenchCommand::Proxy(args) => proxy::run(args),
+        BenchCommand::Sim(args) => sim::run(args),
     }
 }
 

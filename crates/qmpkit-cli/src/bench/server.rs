@@ -87,11 +87,14 @@ enum Target {
 
 /// What the client does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Load {
+pub(super) enum Load {
     /// Bare round trips without QMP (the echo servers).
     Echo,
+    /// One connection, one request at a time.
     Sequential,
+    /// One connection, oob negotiated, eight requests in flight.
     Pipelined,
+    /// A hundred connections, each sequential.
     Concurrent,
 }
 
@@ -340,6 +343,20 @@ fn median_sample(rounds: &[Sample]) -> Sample {
     }
 }
 
+/// One measured run of `load` against the server process `pid` listening on `path`, with the
+/// client waiting in `poll`, as a JSON row (`scenario`, `ops_per_s`, `p50_us`, `p99_us`,
+/// `server_cpu_us_per_op`): for benchmarks of other servers built on this one's clients.
+pub(super) fn scenario_row(name: &str, pid: u32, path: &Path, load: Load, n: usize) -> anyhow::Result<Value> {
+    let sample = scenario(&Server { pid, path: path.to_owned() }, load, n, Wait::Poll)?;
+    Ok(json!({
+        "scenario": name,
+        "ops_per_s": sample.ops_per_s,
+        "p50_us": sample.p50_us,
+        "p99_us": sample.p99_us,
+        "server_cpu_us_per_op": sample.server_cpu_us_per_op,
+    }))
+}
+
 /// One measured run of `load` against `server`, after a short unmeasured warm-up.
 fn scenario(server: &Server, load: Load, n: usize, wait: Wait) -> anyhow::Result<Sample> {
     let run = |n: usize| match load {
@@ -433,7 +450,7 @@ fn print_table(report: &Report) {
 }
 
 /// Starts this binary in a hidden server mode on `path` and waits until it listens.
-fn spawn_self(mode: &[&str], path: &Path) -> anyhow::Result<Child> {
+pub(super) fn spawn_self(mode: &[&str], path: &Path) -> anyhow::Result<Child> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .args(["bench", "server"])
@@ -720,7 +737,7 @@ fn per_op(before: (u64, u64), after: (u64, u64), ops: usize) -> Switches {
     }
 }
 
-fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+pub(super) fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib = status
         .lines()
@@ -732,7 +749,7 @@ fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
 }
 
 /// 10,000 idle connections need 10,000 descriptors in this process and in the server.
-fn raise_fd_limit() {
+pub(super) fn raise_fd_limit() {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     if let Some(max) = limit.maximum {

@@ -269,10 +269,15 @@ impl<T: Io> Connection<T> {
         Poll::Pending
     }
 
-    /// Stops taking input and fails the requests that have not started, for shutdown.
+    /// Stops taking input and fails the requests that have not started, for shutdown; when
+    /// the server exits as QEMU does, they are dropped unanswered instead.
     fn stop(&mut self) {
         tracing::debug!(queued = self.queue.len(), "shutting down");
         self.stopping = true;
+        if self.shared.exiting.load(Ordering::SeqCst) {
+            self.queue.clear();
+            return;
+        }
         let queue = std::mem::take(&mut self.queue);
         for item in queue {
             match item {
@@ -366,7 +371,9 @@ impl<T: Io> Connection<T> {
 
     /// Whether the connection may take another request now.
     fn can_accept(&self) -> bool {
-        if self.stopping || self.oob.len() >= self.limits.max_oob {
+        // The shutdown flag too: a handler that stopped the server must not see a later
+        // request of its connection taken before the next turn notices.
+        if self.stopping || self.oob.len() >= self.limits.max_oob || self.conn.shutdown.load(Ordering::Acquire) {
             return false;
         }
         if self.session.oob_enabled() {

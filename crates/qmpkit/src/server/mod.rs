@@ -99,6 +99,20 @@
 //!   its own session. [`ClientPolicy::One`] serves one at a time as a QEMU monitor does: a
 //!   second client's connection completes but it hears nothing until the first leaves.
 //!
+//! * Stopping: [`Server::shutdown`] lets running commands finish and fails queued ones;
+//!   [`Server::exit`] (or [`Context::exit_server`] from a handler, before its reply) drops
+//!   queued ones unanswered, as QEMU does after `quit`.
+//!
+//! # Many servers, one registry
+//!
+//! A [`Registry`] compiles its schema once. [`ServerBuilder::shared_registry`] lets many
+//! servers use one registry, and [`ServerBuilder::data`] gives each its own state, which
+//! handlers reach with [`Context::data`]; a process can so serve thousands of monitors
+//! (`qmpkit-sim` serves one simulated machine per server this way).
+//! [`Registry::introspection`] answers `query-qmp-schema` with given entities verbatim, and
+//! [`Registry::command_unchecked`] registers a command whose arguments its handler checks
+//! (QEMU's `'gen': false` commands such as `device_add`).
+//!
 //! # Where it differs from QEMU, on purpose
 //!
 //! * Many clients at once by default (see above): an embedded server usually has several
@@ -143,6 +157,7 @@
 //! - [`events`]: [`EventSender`] and [`Throttle`].
 //! - [`fds`]: [`FdSets`] and the per-connection fd slot.
 
+use std::any::Any;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
@@ -153,7 +168,7 @@ use qmpkit_proto::server::{Dialect, ServerConfig, ServerSession};
 use qmpkit_proto::{Capability, QemuVersion, VersionInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -251,16 +266,30 @@ pub struct Stats {
 }
 
 /// Builds a [`Server`].
-#[derive(Debug)]
 #[must_use]
 pub struct ServerBuilder {
     config: ServerConfig,
-    registry: Registry,
+    registry: Arc<Registry>,
+    /// Whether the registry came from [`ServerBuilder::shared_registry`].
+    shared_registry: bool,
+    data: Option<Arc<dyn Any + Send + Sync>>,
     throttle: Throttle,
     limits: Limits,
     clients: ClientPolicy,
     socket_mode: u32,
     shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("config", &self.config)
+            .field("registry", &self.registry)
+            .field("data", &self.data.is_some())
+            .field("limits", &self.limits)
+            .field("clients", &self.clients)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerBuilder {
@@ -319,7 +348,31 @@ impl ServerBuilder {
 
     /// Sets the commands.
     pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Arc::new(registry);
+        self.shared_registry = false;
+        self
+    }
+
+    /// Sets the commands to a registry that other servers use too. Its schema is compiled
+    /// once, on first use, and shared, so a process can run thousands of servers with the
+    /// same commands for little more than their connections; give each server its own
+    /// state with [`ServerBuilder::data`].
+    ///
+    /// [`ServerBuilder::build`] does not compile a shared registry: it is compiled once, on
+    /// first use (a command, [`Registry::check`], [`Registry::introspect`]), so that a server
+    /// can greet its first client before that work is done. Call [`Registry::check`] once
+    /// to find mistakes in its descriptions.
+    pub fn shared_registry(mut self, registry: Arc<Registry>) -> Self {
         self.registry = registry;
+        self.shared_registry = true;
+        self
+    }
+
+    /// Gives this server's handlers a state of their own, which they reach with
+    /// [`Context::data`] (and the program with [`Server::data`]): the same registry then
+    /// serves many servers, each with its own state.
+    pub fn data<T: Any + Send + Sync>(mut self, data: Arc<T>) -> Self {
+        self.data = Some(data);
         self
     }
 
@@ -356,32 +409,34 @@ impl ServerBuilder {
         self
     }
 
-    /// Builds the server, checking the registry's schema.
+    /// Builds the server, checking the registry's schema (except a
+    /// [shared](ServerBuilder::shared_registry) one's).
     ///
     /// # Errors
     /// [`RegistryError::Schema`] when the command descriptions do not form a valid schema.
     pub fn build(self) -> Result<Server, RegistryError> {
-        self.registry.check()?;
+        if !self.shared_registry {
+            self.registry.check()?;
+        }
         let events = EventSender::new(self.limits.max_output, self.config.pretty, self.throttle);
-        let shared = Arc::new(Shared {
-            version: self.config.version.clone(),
-            dialect: self.config.dialect,
-            fdsets: FdSets::with_limit(self.limits.max_fdset_fds),
-            events: events.clone(),
-        });
-        let (stop, _) = watch::channel(false);
+        let mut shared = Shared::new(
+            self.config.version.clone(),
+            self.config.dialect,
+            FdSets::with_limit(self.limits.max_fdset_fds),
+            events.clone(),
+        );
+        shared.data = self.data;
         Ok(Server {
             inner: Arc::new(Inner {
                 config: self.config,
-                registry: Arc::new(self.registry),
-                shared,
+                registry: self.registry,
+                shared: Arc::new(shared),
                 events,
                 limits: self.limits,
                 clients: self.clients,
                 refused: AtomicU64::new(0),
                 socket_mode: self.socket_mode,
                 shutdown_timeout: self.shutdown_timeout,
-                stop,
             }),
         })
     }
@@ -398,7 +453,6 @@ struct Inner {
     refused: AtomicU64,
     socket_mode: u32,
     shutdown_timeout: Duration,
-    stop: watch::Sender<bool>,
 }
 
 /// A QMP server: its configuration, commands, events and connections. Cloning it gives
@@ -444,7 +498,9 @@ impl Server {
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
             config: ServerConfig::default(),
-            registry: Registry::new(),
+            registry: Arc::new(Registry::new()),
+            shared_registry: false,
+            data: None,
             throttle: Throttle::qemu(),
             limits: Limits::default(),
             clients: ClientPolicy::default(),
@@ -463,6 +519,12 @@ impl Server {
     #[must_use]
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
+    }
+
+    /// The server's own state given to [`ServerBuilder::data`], when it is a `T`.
+    #[must_use]
+    pub fn data<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.inner.shared.data.as_deref()?.downcast_ref::<T>()
     }
 
     /// The fd sets shared by all connections.
@@ -526,7 +588,7 @@ impl Server {
         }
         drop(tx);
         let mut connections = JoinSet::new();
-        let mut stop = self.inner.stop.subscribe();
+        let mut stop = self.inner.shared.stop.subscribe();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -571,8 +633,16 @@ impl Server {
     /// (also those run by [`Server::serve_connection`]) finishes its running commands, answers
     /// the queued ones with an error, flushes its output and closes.
     pub fn shutdown(&self) {
-        self.inner.stop.send_replace(true);
-        self.inner.events.hub().shutdown_all();
+        self.inner.shared.shutdown(false);
+    }
+
+    /// Stops the server as QEMU stops when it exits (on `quit`): as [`Server::shutdown`],
+    /// except that requests queued on the connections are dropped unanswered rather than
+    /// failed, as a QEMU that exits leaves them. Commands already running still reply. A
+    /// handler that makes the server exit calls [`Context::exit_server`] before it returns,
+    /// so that its reply is the last thing its client hears.
+    pub fn exit(&self) {
+        self.inner.shared.shutdown(true);
     }
 
     /// Serves one client on any byte stream (no file descriptor passing), until the client
@@ -609,7 +679,7 @@ impl Server {
         let inner = &self.inner;
         let hub = inner.events.hub().clone();
         let (id, conn) = hub.register(inner.limits.max_connection_fds);
-        if *inner.stop.borrow() {
+        if *inner.shared.stop.borrow() {
             conn.shutdown.store(true, Ordering::SeqCst);
         }
         let session = ServerSession::new(inner.config.clone());

@@ -9,11 +9,13 @@
 //! and a refused request has no side effect. The valid arguments are then deserialised with
 //! serde into the handler's argument type.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use qmpkit_proto::server::{CommandInfo, Commands, Dialect};
@@ -25,6 +27,7 @@ use qmpkit_schema::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
+use tokio::sync::watch;
 
 use super::events::ConnShared;
 use super::events::{EventSender, Throttle};
@@ -69,12 +72,52 @@ impl fmt::Debug for Context {
 }
 
 /// What every connection of a server shares.
-#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) version: VersionInfo,
     pub(crate) dialect: Dialect,
     pub(crate) fdsets: FdSets,
     pub(crate) events: EventSender,
+    /// The server's own state for its handlers ([`Context::data`]).
+    pub(crate) data: Option<Arc<dyn Any + Send + Sync>>,
+    /// Set when the server exits as QEMU does: queued requests are dropped unanswered.
+    pub(crate) exiting: AtomicBool,
+    /// Turns `true` when the server is asked to shut down.
+    pub(crate) stop: watch::Sender<bool>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("version", &self.version)
+            .field("dialect", &self.dialect)
+            .field("data", &self.data.is_some())
+            .field("exiting", &self.exiting)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(version: VersionInfo, dialect: Dialect, fdsets: FdSets, events: EventSender) -> Self {
+        Shared {
+            version,
+            dialect,
+            fdsets,
+            events,
+            data: None,
+            exiting: AtomicBool::new(false),
+            stop: watch::channel(false).0,
+        }
+    }
+
+    /// Asks every connection to finish; with `exit`, their queued requests are dropped
+    /// unanswered instead of failed.
+    pub(crate) fn shutdown(&self, exit: bool) {
+        if exit {
+            self.exiting.store(true, Ordering::SeqCst);
+        }
+        self.stop.send_replace(true);
+        self.events.hub().shutdown_all();
+    }
 }
 
 impl Context {
@@ -82,12 +125,12 @@ impl Context {
     /// and an event sender nobody listens to.
     #[must_use]
     pub fn detached() -> Self {
-        let shared = Shared {
-            version: qmpkit_proto::ServerConfig::default().version,
-            dialect: Dialect::Modern,
-            fdsets: FdSets::default(),
-            events: EventSender::new(usize::MAX, false, Throttle::none()),
-        };
+        let shared = Shared::new(
+            qmpkit_proto::ServerConfig::default().version,
+            Dialect::Modern,
+            FdSets::default(),
+            EventSender::new(usize::MAX, false, Throttle::none()),
+        );
         Context { shared: Arc::new(shared), conn: Arc::default(), connection: 0, oob: false }
     }
 
@@ -146,6 +189,24 @@ impl Context {
     pub fn version(&self) -> &VersionInfo {
         &self.shared.version
     }
+
+    /// The server's own state, as given to [`ServerBuilder::data`](super::ServerBuilder::data),
+    /// when it is a `T`. This is how one registry (built once, shared through
+    /// [`ServerBuilder::shared_registry`](super::ServerBuilder::shared_registry)) serves many
+    /// servers that each have their own state, such as one simulated machine per server.
+    #[must_use]
+    pub fn data<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.shared.data.as_deref()?.downcast_ref::<T>()
+    }
+
+    /// Stops the server as QEMU stops on `quit`: the running command's reply is still sent,
+    /// but requests queued behind it on every connection are dropped unanswered, nothing
+    /// more is read, every connection is flushed and closed, and [`Server::serve`](super::Server::serve)
+    /// returns. Calling it in a handler before returning guarantees that no later request of
+    /// the same connection runs. See [`Server::exit`](super::Server::exit).
+    pub fn exit_server(&self) {
+        self.shared.shutdown(true);
+    }
 }
 
 /// How a command runs.
@@ -172,13 +233,15 @@ enum BuiltinCommand {
 struct Entry {
     def: CommandDef,
     run: Run,
+    /// Whether the schema validates the arguments before the handler runs.
+    checked: bool,
 }
 
 /// The schema built from the registrations, and the replies derived from it.
 #[derive(Debug)]
 struct Compiled {
     schema: Schema,
-    introspection: Value,
+    introspection: Arc<Value>,
     names: Value,
 }
 
@@ -218,6 +281,8 @@ pub struct Registry {
     index: HashMap<String, usize>,
     events: Vec<EventDef>,
     types: Vec<TypeDef>,
+    /// Entities that answer `query-qmp-schema` verbatim, instead of the built ones.
+    introspection: Option<Arc<Value>>,
     compiled: Arc<OnceLock<Result<Arc<Compiled>, BuildError>>>,
 }
 
@@ -243,6 +308,7 @@ impl Registry {
             index: HashMap::new(),
             events: Vec::new(),
             types: Vec::new(),
+            introspection: None,
             compiled: Arc::default(),
         };
         for def in builtin_types() {
@@ -366,6 +432,36 @@ impl Registry {
         self.insert(def, Run::Handler(raw))
     }
 
+    /// As [`Registry::command_raw`], for a command whose arguments the schema does not
+    /// check: the handler gets `arguments` as the client sent them (an object) and checks
+    /// them itself. `def` still describes the command in `query-qmp-schema` and says
+    /// whether it allows `exec-oob`.
+    ///
+    /// This is QEMU's `'gen': false` commands, such as `device_add`, whose arguments are
+    /// open-ended (each device model has its own properties) and are checked by the code
+    /// that runs them, with its own error texts.
+    ///
+    /// # Errors
+    /// [`RegistryError::Duplicate`] when a command of that name exists.
+    pub fn command_unchecked<F, Fut>(&mut self, def: CommandDef, handler: F) -> Result<&mut Self, RegistryError>
+    where
+        F: Fn(Context, Map<String, Value>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = CommandResult> + Send + 'static,
+    {
+        let raw: RawHandler = Arc::new(move |ctx, arguments| Box::pin(handler(ctx, arguments)));
+        self.insert_entry(Entry { def, run: Run::Handler(raw), checked: false })
+    }
+
+    /// Answers `query-qmp-schema` with `entities` exactly as given, instead of the entities
+    /// built from the registered descriptions. A server that imitates another (a simulated
+    /// QEMU) uses it to return that program's own entries, masked names and all; the
+    /// descriptions still validate arguments, so they should describe the same structure.
+    pub fn introspection(&mut self, entities: Vec<Value>) -> &mut Self {
+        self.introspection = Some(Arc::new(Value::Array(entities)));
+        self.invalidate();
+        self
+    }
+
     /// Describes an event, so that `query-qmp-schema` lists it. Events are sent with
     /// [`EventSender`]; describing them is optional.
     ///
@@ -409,7 +505,7 @@ impl Registry {
     /// # Errors
     /// [`RegistryError::Schema`] when the descriptions do not form a valid schema.
     pub fn introspect(&self) -> Result<Value, RegistryError> {
-        Ok(self.compiled()?.introspection.clone())
+        Ok(Value::clone(&self.compiled()?.introspection))
     }
 
     /// The names of the commands, in registration order (built-ins first).
@@ -452,12 +548,13 @@ impl Registry {
                 return Box::pin(std::future::ready(Err(QmpError::generic(format!("invalid schema: {err}")))));
             }
         };
-        if let Some(command) = compiled.schema.command(name) {
+        let entry = &self.commands[i];
+        if let Some(command) = compiled.schema.command(name).filter(|_| entry.checked) {
             if let Err(err) = command.validate(Some(&arguments)) {
                 return Box::pin(std::future::ready(Err(argument_error(&err, dialect))));
             }
         }
-        match &self.commands[i].run {
+        match &entry.run {
             Run::Handler(handler) => handler(ctx, arguments),
             Run::Builtin(builtin) => {
                 let result = self.builtin(*builtin, &ctx, &compiled, &arguments);
@@ -480,7 +577,7 @@ impl Registry {
                 Err(QmpError::command_not_found("Capabilities negotiation is already complete, command ignored"))
             }
             BuiltinCommand::QueryCommands => Ok(compiled.names.clone()),
-            BuiltinCommand::QuerySchema => Ok(compiled.introspection.clone()),
+            BuiltinCommand::QuerySchema => Ok(Value::clone(&compiled.introspection)),
             BuiltinCommand::QueryVersion => Ok(ctx.shared.version.to_value()),
             BuiltinCommand::Getfd => {
                 let name = str_arg("fdname");
@@ -533,11 +630,15 @@ impl Registry {
     }
 
     fn insert(&mut self, def: CommandDef, run: Run) -> Result<&mut Self, RegistryError> {
-        if self.index.contains_key(&def.name) {
-            return Err(RegistryError::Duplicate(def.name));
+        self.insert_entry(Entry { def, run, checked: true })
+    }
+
+    fn insert_entry(&mut self, entry: Entry) -> Result<&mut Self, RegistryError> {
+        if self.index.contains_key(&entry.def.name) {
+            return Err(RegistryError::Duplicate(entry.def.name));
         }
-        self.index.insert(def.name.clone(), self.commands.len());
-        self.commands.push(Entry { def, run });
+        self.index.insert(entry.def.name.clone(), self.commands.len());
+        self.commands.push(entry);
         self.invalidate();
         Ok(self)
     }
@@ -561,7 +662,12 @@ impl Registry {
         for def in &self.events {
             builder.event(def.clone());
         }
-        let introspection = Value::Array(builder.build()?);
+        // Generating the entities costs as much as the schema itself; skip it when they are
+        // given.
+        let introspection = match &self.introspection {
+            Some(given) => given.clone(),
+            None => Arc::new(Value::Array(builder.build()?)),
+        };
         let schema = builder.build_schema()?;
         let names = self.commands.iter().map(|e| json!({"name": e.def.name})).collect();
         Ok(Compiled { schema, introspection, names: Value::Array(names) })

@@ -289,3 +289,107 @@ async fn events_reach_every_negotiated_connection_between_messages() {
     }
     assert!(tokio::time::timeout(Duration::from_secs(1), c.next_line()).await.is_err());
 }
+
+#[tokio::test]
+async fn introspection_entities_are_answered_verbatim() {
+    let mut registry = Registry::new();
+    registry.command(CommandDef::new("x-nothing"), |(): ()| async { Ok::<_, QmpError>(()) }).unwrap();
+    let entities = vec![
+        json!({"name": "x-nothing", "meta-type": "command", "arg-type": "0", "ret-type": "0"}),
+        json!({"name": "0", "meta-type": "object", "members": []}),
+    ];
+    registry.introspection(entities.clone());
+    assert_eq!(registry.call("query-qmp-schema", Value::Null).await, Ok(Value::Array(entities.clone())));
+    // Validation still follows the descriptions.
+    let err = registry.call("x-nothing", json!({"a": 1})).await.unwrap_err();
+    assert_eq!(err.desc, "Parameter 'a' is unexpected");
+    let server = Server::builder().registry(registry).build().unwrap();
+    assert_eq!(server.registry().introspect().unwrap(), Value::Array(entities));
+}
+
+#[tokio::test]
+async fn unchecked_commands_get_their_arguments_as_sent() {
+    let mut registry = Registry::new();
+    registry
+        .command_unchecked(CommandDef::new("x-open").arg(MemberDef::new("driver", "str")), |_ctx, args| async move {
+            match args.get("driver") {
+                Some(Value::String(_)) => Ok(Value::Object(args)),
+                _ => Err(QmpError::generic("Parameter 'driver' is missing")),
+            }
+        })
+        .unwrap();
+    let open = json!({"driver": "e1000", "mac": "52:54:00:12:34:56", "x": [1]});
+    assert_eq!(registry.call("x-open", open.clone()).await, Ok(open));
+    assert_eq!(registry.call("x-open", json!({"driver": 1})).await.unwrap_err().desc, "Parameter 'driver' is missing");
+    // The description still shows in the schema.
+    let schema = registry.introspect().unwrap();
+    assert!(schema.as_array().unwrap().iter().any(|e| e["name"] == "x-open" && e["meta-type"] == "command"));
+}
+
+#[derive(Debug, Default)]
+struct Counter(std::sync::atomic::AtomicU64);
+
+#[tokio::test]
+async fn one_registry_serves_servers_with_their_own_state() {
+    let mut registry = Registry::new();
+    registry
+        .command_with_context(CommandDef::new("x-count").returns("int"), |ctx, (): ()| async move {
+            let counter = ctx.data::<Counter>().ok_or_else(|| QmpError::generic("no counter"))?;
+            Ok::<_, QmpError>(counter.0.fetch_add(1, Ordering::SeqCst) + 1)
+        })
+        .unwrap();
+    let registry = Arc::new(registry);
+    let servers: Vec<Server> = (0..2)
+        .map(|_| {
+            Server::builder().shared_registry(registry.clone()).data(Arc::new(Counter::default())).build().unwrap()
+        })
+        .collect();
+    let mut a = TestClient::connect(&servers[0]).await;
+    let mut b = TestClient::connect(&servers[1]).await;
+    for expected in 1..=2 {
+        a.send(r#"{"execute": "x-count"}"#).await;
+        assert_eq!(a.line().await, format!(r#"{{"return": {expected}}}"#));
+    }
+    b.send(r#"{"execute": "x-count"}"#).await;
+    assert_eq!(b.line().await, r#"{"return": 1}"#);
+    assert_eq!(servers[0].data::<Counter>().unwrap().0.load(Ordering::SeqCst), 2);
+    assert!(servers[0].data::<String>().is_none());
+    assert!(std::ptr::eq(servers[0].registry(), servers[1].registry()));
+    // Without state, the handler sees none.
+    assert_eq!(registry.call("x-count", Value::Null).await.unwrap_err().desc, "no counter");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_exits_the_server_and_later_requests_go_unanswered() {
+    let mut registry = Registry::new();
+    registry
+        .command_with_context(CommandDef::new("x-quit"), |ctx, (): ()| async move {
+            ctx.exit_server();
+            Ok::<_, QmpError>(())
+        })
+        .unwrap();
+    let server = Server::builder().registry(registry).build().unwrap();
+    let mut client = TestClient::connect(&server).await;
+    // With oob negotiated, the requests behind it wait in the queue; neither is answered.
+    client
+        .send(concat!(
+            r#"{"execute": "x-quit", "id": 1}"#,
+            r#"{"execute": "query-version", "id": 2}"#,
+            r#"{"execute": "query-version", "id": 3}"#
+        ))
+        .await;
+    assert_eq!(client.line().await, r#"{"return": {}, "id": 1}"#);
+    assert_eq!(client.lines.next_line().await.unwrap(), None, "the connection ends after the reply");
+    client.task.await.unwrap().unwrap();
+    // A shutdown (not an exit) fails queued requests instead; checked elsewhere. A new
+    // connection to an exited server is closed after its greeting.
+    let (ours, theirs) = tokio::io::duplex(4096);
+    let task = tokio::spawn({
+        let server = server.clone();
+        async move { server.serve_connection(theirs).await }
+    });
+    let mut lines = BufReader::new(ours).lines();
+    assert!(lines.next_line().await.unwrap().unwrap().starts_with(r#"{"QMP""#));
+    assert_eq!(lines.next_line().await.unwrap(), None);
+    task.await.unwrap().unwrap();
+}
