@@ -10,6 +10,7 @@ use serde::Serialize;
 
 mod client;
 mod proxy;
+mod raw;
 mod server;
 
 /// The benchmarks.
