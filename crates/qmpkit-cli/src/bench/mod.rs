@@ -10,8 +10,8 @@ use serde::Serialize;
 
 mod client;
 mod proxy;
-mod raw;
 mod server;
+mod shared;
 
 /// The benchmarks.
 #[derive(Debug, Subcommand)]

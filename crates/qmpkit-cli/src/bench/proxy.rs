@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use super::raw::{Raw, Wait, cpu_ns};
+use super::shared::{Raw, Wait, cpu_ns, run_and_report};
 
 /// Arguments of `qmp bench proxy`.
 #[derive(Debug, clap::Args)]
@@ -36,17 +36,7 @@ pub(crate) struct Args {
 
 /// Runs the benchmark.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("qmp-bench-proxy-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let result = measure(args.n, args.rounds, args.no_oob, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    let report = result?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-    }
-    Ok(())
+    run_and_report("proxy", args.json, |dir| measure(args.n, args.rounds, args.no_oob, dir), print_table)
 }
 
 fn measure(n: usize, rounds: usize, no_oob: bool, dir: &Path) -> anyhow::Result<Value> {

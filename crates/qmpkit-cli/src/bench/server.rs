@@ -28,7 +28,7 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::raw::{REQUEST, Raw, Wait, cpu_ns, rss_bytes, switches, wait_readable};
+use super::shared::{REQUEST, Raw, Wait, cpu_ns, rss_bytes, run_and_report, switches, wait_readable};
 
 /// Arguments of `qmp bench server`.
 #[derive(Debug, clap::Args)]
@@ -191,17 +191,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         bail!("--rounds and --n must be at least 1");
     }
     raise_fd_limit();
-    let dir = std::env::temp_dir().join(format!("qmp-bench-server-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let result = measure(&args, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    let report = result?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-    }
-    Ok(())
+    run_and_report("server", args.json, |dir| measure(&args, dir), print_table)
 }
 
 /// A server process and the socket it listens on.

@@ -1,6 +1,6 @@
 //! What `qmp bench server` and `qmp bench proxy` share: the raw blocking QMP client that
-//! drives every server alike, and the `/proc` readers that measure any process alike (this
-//! one, a server of ours, QEMU, `qmp proxy`).
+//! drives every server alike, the `/proc` readers that measure any process alike (this one, a
+//! server of ours, QEMU, `qmp proxy`), and how a run is set up and reported.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -143,4 +143,26 @@ pub(super) fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
         .and_then(|v| v.parse::<u64>().ok())
         .context("no VmRSS")?;
     Ok(kib * 1024)
+}
+
+/// Runs `measure` in a directory of its own under the system's temporary directory (named
+/// after `bench` and this process), removes the directory whatever the outcome, then prints
+/// the report: as JSON with `json`, else with `table`.
+pub(super) fn run_and_report<R: Serialize>(
+    bench: &str,
+    json: bool,
+    measure: impl FnOnce(&Path) -> anyhow::Result<R>,
+    table: impl FnOnce(&R),
+) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("qmp-bench-{bench}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = measure(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = result?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        table(&report);
+    }
+    Ok(())
 }
