@@ -154,10 +154,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    fn words(text: &[&str]) -> Vec<String> {
-        text.iter().map(|s| (*s).to_owned()).collect()
-    }
+    use crate::common::words;
 
     #[test]
     fn addresses_commands_and_exec() {

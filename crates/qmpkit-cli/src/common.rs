@@ -199,6 +199,12 @@ pub(crate) fn init_tracing(verbose: u8) {
         .init();
 }
 
+/// A command line's words, as the parsers take them.
+#[cfg(test)]
+pub(crate) fn words(text: &[&str]) -> Vec<String> {
+    text.iter().map(|s| (*s).to_owned()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -95,27 +95,21 @@ fn main() {
             clap_complete::generate(shell, &mut Cli::command(), "qmp", &mut std::io::stdout());
             common::OK
         }
-        Command::Bench(command) => match bench::run(command) {
-            Ok(()) => common::OK,
-            Err(err) => {
-                eprintln!("qmp bench: {err:#}");
-                common::FAILED
-            }
-        },
-        Command::Proxy(args) => match proxy::run(args, cli.verbose > 0) {
-            Ok(()) => common::OK,
-            Err(err) => {
-                eprintln!("qmp proxy: {err:#}");
-                common::FAILED
-            }
-        },
-        Command::Sim(args) => match sim::run(args) {
-            Ok(()) => common::OK,
-            Err(err) => {
-                eprintln!("qmp sim: {err:#}");
-                common::FAILED
-            }
-        },
+        Command::Bench(command) => status("bench", bench::run(command)),
+        Command::Proxy(args) => status("proxy", proxy::run(args, cli.verbose > 0)),
+        Command::Sim(args) => status("sim", sim::run(args)),
     };
     std::process::exit(code);
+}
+
+/// The exit status of a subcommand whose errors carry no status of their own: 0, or the error
+/// on one line and [`common::FAILED`].
+fn status(subcommand: &str, outcome: anyhow::Result<()>) -> i32 {
+    match outcome {
+        Ok(()) => common::OK,
+        Err(err) => {
+            eprintln!("qmp {subcommand}: {err:#}");
+            common::FAILED
+        }
+    }
 }

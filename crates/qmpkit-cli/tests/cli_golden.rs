@@ -2,16 +2,13 @@
 //! version and event timestamps normalised.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, Output, Stdio};
 
-use qmpkit::launch::{Instance, Launcher};
+use common::{exec_ok, qemu_with_second_monitor, qmp};
+use qmpkit::launch::Instance;
 
-fn qmp() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_qmp"));
-    command.env_remove("QMP_SOCKET").env_remove("RUST_LOG").env("NO_COLOR", "1");
-    command
-}
+mod common;
 
 fn run(args: &[&str]) -> Output {
     qmp().args(args).output().expect("run qmp")
@@ -48,18 +45,6 @@ fn normalise(text: &str) -> String {
 
 fn addr(instance: &Instance) -> String {
     qmpkit_tests::socket(instance)
-}
-
-/// A QEMU with a second monitor, so a test can make events while `qmp` holds the first.
-fn qemu_with_second_monitor(dir: &Path) -> (Instance, String) {
-    let second = dir.join("second.sock");
-    let instance = qmpkit_tests::start(Launcher::system().args([
-        "-machine".to_owned(),
-        "none".to_owned(),
-        "-qmp".to_owned(),
-        format!("unix:{},server=on,wait=off", second.display()),
-    ]));
-    (instance, second.display().to_string())
 }
 
 #[test]
@@ -212,24 +197,27 @@ fn info_as_a_table_and_as_json() {
     assert_eq!(info["version"]["qemu"]["major"], 7);
 }
 
-#[test]
-fn events_as_lines_until_the_count() {
-    let dir = tempfile::tempdir().unwrap();
-    let (vm, second) = qemu_with_second_monitor(dir.path());
-    let mut child = qmp()
-        .args(["-v", "events", &addr(&vm), "--name", "STOP", "--name", "RESUME", "--count", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+/// Starts `qmp -v events ARGS...` and returns once it has said (on stderr, read up to there)
+/// that it is subscribed, so that what the test does next cannot come before it listens.
+fn events_subscribed(args: &[&str]) -> (Child, BufReader<ChildStderr>) {
+    let mut child =
+        qmp().args(["-v", "events"]).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while !line.contains("subscribed") {
         line.clear();
         assert!(stderr.read_line(&mut line).unwrap() > 0, "qmp events ended before subscribing");
     }
+    (child, stderr)
+}
+
+#[test]
+fn events_as_lines_until_the_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vm, second) = qemu_with_second_monitor(dir.path());
+    let (child, _stderr) = events_subscribed(&[&addr(&vm), "--name", "STOP", "--name", "RESUME", "--count", "2"]);
     for command in ["stop", "query-status", "cont"] {
-        assert_eq!(run(&["exec", &second, command]).status.code(), Some(0));
+        exec_ok(&second, &[command]);
     }
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
@@ -242,19 +230,8 @@ fn events_as_lines_until_the_count() {
     assert_eq!((out.status.code(), out.stdout.len()), (Some(0), 0), "the time runs out quietly");
 
     // QEMU exits before the count: the events it sent, then status 2.
-    let mut child = qmp()
-        .args(["-v", "events", &addr(&vm), "--count", "5"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("subscribed") {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "qmp events ended before subscribing");
-    }
-    assert_eq!(run(&["exec", &second, "quit"]).status.code(), Some(0));
+    let (mut child, mut stderr) = events_subscribed(&[&addr(&vm), "--count", "5"]);
+    exec_ok(&second, &["quit"]);
     let status = child.wait().unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();

@@ -1,6 +1,7 @@
 //! The guest agent client against a scripted agent over an in-memory stream with paused time:
 //! stale replies, garbage, silence, commands without a reply, and queued callers.
 
+use std::future::Future;
 use std::time::Duration;
 
 use qmpkit::agent::{Agent, AgentBuilder, AgentCallOptions, Exec};
@@ -13,13 +14,27 @@ fn agent() -> (Agent, ScriptedAgent) {
     (AgentBuilder::new().call_timeout(Duration::from_secs(5)).build_with_stream(io), peer)
 }
 
+/// Runs `call` on a clone of `agent` in a task of its own, so that the test can play the
+/// agent's side while the call waits.
+fn spawn_call<T, F>(agent: &Agent, call: impl FnOnce(Agent) -> F) -> tokio::task::JoinHandle<T>
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    tokio::spawn(call(agent.clone()))
+}
+
+/// Plays an agent in sync: answers the client's sync, then answers `name` with `value`.
+async fn answer_after_sync(peer: &mut ScriptedAgent, name: &str, value: Value) {
+    peer.accept_sync().await;
+    let command = peer.expect(name).await;
+    peer.reply(&command, value).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_first_call_resyncs_and_everything_before_the_sentinel_and_id_is_dropped() {
     let (agent, mut peer) = agent();
-    let call = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.execute("guest-get-host-name", ()).await }
-    });
+    let call = spawn_call(&agent, |agent| async move { agent.execute("guest-get-host-name", ()).await });
     let id = peer.expect_sync().await;
     // A reply left over from before, garbage, and a sync reply of an earlier sync: all stale.
     peer.send(b"{\"return\": {\"host-name\": \"stale\"}}\n").await;
@@ -37,9 +52,8 @@ async fn the_first_call_resyncs_and_everything_before_the_sentinel_and_id_is_dro
 #[tokio::test(start_paused = true)]
 async fn a_reply_to_a_timed_out_call_never_reaches_the_next_call() {
     let (agent, mut peer) = agent();
-    let first = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.execute_with("guest-get-host-name", (), AgentCallOptions::timeout(Duration::from_secs(1))).await }
+    let first = spawn_call(&agent, |agent| async move {
+        agent.execute_with("guest-get-host-name", (), AgentCallOptions::timeout(Duration::from_secs(1))).await
     });
     peer.accept_sync().await;
     let abandoned = peer.expect("guest-get-host-name").await;
@@ -50,10 +64,7 @@ async fn a_reply_to_a_timed_out_call_never_reaches_the_next_call() {
         "{err}"
     );
 
-    let second = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.ping().await.map(|()| "pong") }
-    });
+    let second = spawn_call(&agent, |agent| async move { agent.ping().await.map(|()| "pong") });
     let id = peer.expect_sync().await;
     // Now the late reply comes, before the sync reply, as a real agent would send it.
     peer.reply(&abandoned, json!({"host-name": "late"})).await;
@@ -66,10 +77,7 @@ async fn a_reply_to_a_timed_out_call_never_reaches_the_next_call() {
 #[tokio::test(start_paused = true)]
 async fn a_stale_reply_with_another_id_is_skipped_even_in_sync() {
     let (agent, mut peer) = agent();
-    let call = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.execute("guest-get-time", ()).await }
-    });
+    let call = spawn_call(&agent, |agent| async move { agent.execute("guest-get-time", ()).await });
     peer.accept_sync().await;
     let command = peer.expect("guest-get-time").await;
     peer.send_json(&json!({"return": 1, "id": 42})).await;
@@ -81,56 +89,37 @@ async fn a_stale_reply_with_another_id_is_skipped_even_in_sync() {
 #[tokio::test(start_paused = true)]
 async fn garbage_instead_of_a_reply_fails_the_call_and_the_next_call_resyncs() {
     let (agent, mut peer) = agent();
-    let call = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.ping().await }
-    });
+    let call = spawn_call(&agent, |agent| async move { agent.ping().await });
     peer.accept_sync().await;
     peer.expect("guest-ping").await;
     peer.send(b"@@garbage@@\n").await;
     let err = call.await.unwrap().unwrap_err();
     assert!(matches!(err, Error::Protocol(_)), "{err}");
 
-    let call = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.fsfreeze_status().await }
-    });
-    peer.accept_sync().await;
-    let command = peer.expect("guest-fsfreeze-status").await;
-    peer.reply(&command, json!("thawed")).await;
+    let call = spawn_call(&agent, |agent| async move { agent.fsfreeze_status().await });
+    answer_after_sync(&mut peer, "guest-fsfreeze-status", json!("thawed")).await;
     assert_eq!(call.await.unwrap().unwrap(), qmpkit::agent::FsfreezeStatus::Thawed);
 }
 
 #[tokio::test(start_paused = true)]
 async fn guest_shutdown_completes_without_a_reply_and_a_later_call_works() {
     let (agent, mut peer) = agent();
-    let call = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.shutdown(Some("powerdown")).await }
-    });
+    let call = spawn_call(&agent, |agent| async move { agent.shutdown(Some("powerdown")).await });
     peer.accept_sync().await;
     let command = peer.expect("guest-shutdown").await;
     assert_eq!(command["arguments"], json!({"mode": "powerdown"}));
     // Silence is success for this command: the call ends after the grace period.
     call.await.unwrap().unwrap();
 
-    let call = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.ping().await }
-    });
-    peer.accept_sync().await;
-    let ping = peer.expect("guest-ping").await;
-    peer.reply(&ping, json!({})).await;
+    let call = spawn_call(&agent, |agent| async move { agent.ping().await });
+    answer_after_sync(&mut peer, "guest-ping", json!({})).await;
     call.await.unwrap().unwrap();
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_refusal_of_a_command_without_a_success_reply_is_an_error() {
     let (agent, mut peer) = agent();
-    let call = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.shutdown(None).await }
-    });
+    let call = spawn_call(&agent, |agent| async move { agent.shutdown(None).await });
     peer.accept_sync().await;
     let command = peer.expect("guest-shutdown").await;
     assert!(command.get("arguments").is_none());
@@ -146,10 +135,7 @@ async fn a_refusal_of_a_command_without_a_success_reply_is_an_error() {
 #[tokio::test(start_paused = true)]
 async fn guest_info_teaches_which_commands_send_no_reply() {
     let (agent, mut peer) = agent();
-    let info = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.info().await }
-    });
+    let info = spawn_call(&agent, |agent| async move { agent.info().await });
     peer.accept_sync().await;
     let command = peer.expect("guest-info").await;
     let commands = json!([
@@ -160,18 +146,12 @@ async fn guest_info_teaches_which_commands_send_no_reply() {
     let info = info.await.unwrap().unwrap();
     assert_eq!(info.version, "99.1.0");
 
-    let call = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.execute("guest-x-reboot-later", ()).await }
-    });
+    let call = spawn_call(&agent, |agent| async move { agent.execute("guest-x-reboot-later", ()).await });
     peer.expect("guest-x-reboot-later").await;
     assert_eq!(call.await.unwrap().unwrap(), Value::Null, "silence within the grace period is success");
 
     // This agent says guest-shutdown answers: the call waits for the reply.
-    let call = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.shutdown(None).await }
-    });
+    let call = spawn_call(&agent, |agent| async move { agent.shutdown(None).await });
     peer.accept_sync().await;
     let command = peer.expect("guest-shutdown").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -209,10 +189,7 @@ async fn concurrent_callers_take_turns_on_the_channel() {
 #[tokio::test(start_paused = true)]
 async fn wait_ready_retries_a_silent_agent_with_fresh_ids_until_it_answers() {
     let (agent, mut peer) = agent();
-    let ready = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.wait_ready(Duration::from_secs(30)).await }
-    });
+    let ready = spawn_call(&agent, |agent| async move { agent.wait_ready(Duration::from_secs(30)).await });
     // The agent is booting: the first three syncs go unanswered.
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -234,10 +211,7 @@ async fn wait_ready_retries_a_silent_agent_with_fresh_ids_until_it_answers() {
 async fn wait_ready_gives_up_at_its_deadline() {
     let (agent, mut peer) = agent();
     let started = tokio::time::Instant::now();
-    let ready = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.wait_ready(Duration::from_secs(10)).await }
-    });
+    let ready = spawn_call(&agent, |agent| async move { agent.wait_ready(Duration::from_secs(10)).await });
     let mut attempts = 0;
     let drain = async {
         while let Some(FromClient::Reset) = peer.recv().await {
@@ -259,10 +233,7 @@ async fn wait_ready_gives_up_at_its_deadline() {
 #[tokio::test(start_paused = true)]
 async fn the_end_of_a_given_stream_fails_calls_at_once() {
     let (agent, mut peer) = agent();
-    let call = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.ping().await }
-    });
+    let call = spawn_call(&agent, |agent| async move { agent.ping().await });
     peer.accept_sync().await;
     peer.expect("guest-ping").await;
     peer.close().await;
@@ -276,10 +247,7 @@ async fn the_end_of_a_given_stream_fails_calls_at_once() {
 #[tokio::test(start_paused = true)]
 async fn exec_polls_until_exit_and_decodes_the_output() {
     let (agent, mut peer) = agent();
-    let call = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.exec(Exec::new("/bin/sh").args(["-c", "x"])).await }
-    });
+    let call = spawn_call(&agent, |agent| async move { agent.exec(Exec::new("/bin/sh").args(["-c", "x"])).await });
     peer.accept_sync().await;
     let exec = peer.expect("guest-exec").await;
     assert_eq!(exec["arguments"], json!({"path": "/bin/sh", "arg": ["-c", "x"], "capture-output": true}));
@@ -303,10 +271,7 @@ async fn over_tcp_a_closed_connection_is_dialled_again_by_the_next_call() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let agent = AgentBuilder::new().call_timeout(Duration::from_secs(10)).build(&addr);
-    let call = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.ping().await }
-    });
+    let call = spawn_call(&agent, |agent| async move { agent.ping().await });
     let mut peer = ScriptedAgent::over(listener.accept().await.unwrap().0);
     peer.accept_sync().await;
     peer.expect("guest-ping").await;
@@ -314,14 +279,9 @@ async fn over_tcp_a_closed_connection_is_dialled_again_by_the_next_call() {
     peer.close().await;
     assert!(call.await.unwrap().unwrap_err().is_disconnected());
 
-    let call = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.host_name().await }
-    });
+    let call = spawn_call(&agent, |agent| async move { agent.host_name().await });
     let mut peer = ScriptedAgent::over(listener.accept().await.unwrap().0);
-    peer.accept_sync().await;
-    let command = peer.expect("guest-get-host-name").await;
-    peer.reply(&command, json!({"host-name": "rebooted"})).await;
+    answer_after_sync(&mut peer, "guest-get-host-name", json!({"host-name": "rebooted"})).await;
     assert_eq!(call.await.unwrap().unwrap(), "rebooted");
 }
 
@@ -329,25 +289,15 @@ async fn over_tcp_a_closed_connection_is_dialled_again_by_the_next_call() {
 async fn a_reply_over_the_size_limit_fails_its_call_and_the_channel_recovers() {
     let (io, mut peer) = ScriptedAgent::pair();
     let agent = AgentBuilder::new().max_message_bytes(1024).build_with_stream(io);
-    let call = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.execute("guest-get-users", ()).await }
-    });
-    peer.accept_sync().await;
-    let command = peer.expect("guest-get-users").await;
-    peer.reply(&command, json!([{"user": "x".repeat(4096)}])).await;
+    let call = spawn_call(&agent, |agent| async move { agent.execute("guest-get-users", ()).await });
+    answer_after_sync(&mut peer, "guest-get-users", json!([{"user": "x".repeat(4096)}])).await;
     let err = call.await.unwrap().unwrap_err();
     assert_eq!(
         err.to_string(),
         "the peer sent a message that is not valid JSON (JSON token size limit exceeded): the reply to guest-get-users"
     );
 
-    let call = tokio::spawn({
-        let agent = agent.clone();
-        async move { agent.ping().await }
-    });
-    peer.accept_sync().await;
-    let ping = peer.expect("guest-ping").await;
-    peer.reply(&ping, json!({})).await;
+    let call = spawn_call(&agent, |agent| async move { agent.ping().await });
+    answer_after_sync(&mut peer, "guest-ping", json!({})).await;
     call.await.unwrap().unwrap();
 }

@@ -36,6 +36,17 @@ fn builder() -> ClientBuilder {
     Client::builder().call_timeout(Some(DEADLINE))
 }
 
+/// A `query-name` round trip that the peer answers: once it is done, everything the peer
+/// sent before the reply has been through the client.
+async fn query_name(client: &Client, peer: &mut Peer) {
+    let script = async {
+        let cmd = peer.expect("query-name").await;
+        peer.reply(&cmd, json!({})).await;
+    };
+    let (name, ()) = tokio::join!(client.execute("query-name", ()), script);
+    name.unwrap();
+}
+
 fn event(name: &str) -> Value {
     json!({"timestamp": {"seconds": 1, "microseconds": 2}, "event": name})
 }
@@ -183,12 +194,7 @@ async fn a_panicking_filter_costs_only_its_own_events() {
     let mut panicky = client.subscribe(EventFilter::all().with_predicate(|_| panic!("a buggy filter")));
     let mut plain = client.subscribe(EventFilter::all());
     peer.send_json(&event("STOP")).await;
-    let script = async {
-        let cmd = peer.expect("query-name").await;
-        peer.reply(&cmd, json!({})).await;
-    };
-    let (name, ()) = tokio::join!(client.execute("query-name", ()), script);
-    name.unwrap();
+    query_name(&client, &mut peer).await;
     assert_eq!(plain.next_event().await.unwrap().name, "STOP");
     assert!(panicky.try_next().is_none());
     assert!(client.closed_reason().is_none());
@@ -206,12 +212,7 @@ async fn a_filter_may_subscribe_from_inside() {
     }));
     peer.send_json(&event("STOP")).await;
     peer.send_json(&event("RESUME")).await;
-    let script = async {
-        let cmd = peer.expect("query-name").await;
-        peer.reply(&cmd, json!({})).await;
-    };
-    let (name, ()) = tokio::join!(client.execute("query-name", ()), script);
-    name.unwrap();
+    query_name(&client, &mut peer).await;
     let mut inner = made.lock().unwrap().pop().expect("the filter subscribed");
     assert_eq!(inner.next_event().await.unwrap().name, "RESUME");
 }

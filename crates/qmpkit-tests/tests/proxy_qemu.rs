@@ -396,6 +396,15 @@ async fn a_client_that_never_reads_is_disconnected_and_nobody_notices() {
     proxy.shutdown().await;
 }
 
+/// `client` adds a read-only block node on `fifo`, in a task of its own: QEMU's main loop
+/// blocks opening the FIFO until something writes to it.
+fn spawn_open_fifo(client: &Client, node: &str, fifo: &Path) -> tokio::task::JoinHandle<Result<Value, qmpkit::Error>> {
+    let client = client.clone();
+    let arguments =
+        json!({"driver": "file", "node-name": node, "filename": fifo.display().to_string(), "read-only": true});
+    tokio::spawn(async move { client.execute("blockdev-add", arguments).await })
+}
+
 fn launcher_on(path: &Path) -> Launcher {
     Launcher::system().qmp_socket(path)
 }
@@ -420,31 +429,9 @@ async fn qemu_killed_mid_flight_then_back_on_the_same_socket() {
 
     // A command that blocks QEMU's main loop, and others queued behind it.
     let fifo_path = fifo(&qemu);
-    let blocked = tokio::spawn({
-        let client = client.clone();
-        let filename = fifo_path.display().to_string();
-        async move {
-            client
-                .execute(
-                    "blockdev-add",
-                    json!({"driver": "file", "node-name": "blocked", "filename": filename, "read-only": true}),
-                )
-                .await
-        }
-    });
+    let blocked = spawn_open_fifo(&client, "blocked", &fifo_path);
     // The other client's command is blocked too, whichever of the two reaches QEMU first.
-    let queued = tokio::spawn({
-        let bystander = bystander.clone();
-        let filename = fifo_path.display().to_string();
-        async move {
-            bystander
-                .execute(
-                    "blockdev-add",
-                    json!({"driver": "file", "node-name": "blocked2", "filename": filename, "read-only": true}),
-                )
-                .await
-        }
-    });
+    let queued = spawn_open_fifo(&bystander, "blocked2", &fifo_path);
     // The proxy has both requests once its log shows them.
     let mut requests = Vec::new();
     while requests.len() < 2 {

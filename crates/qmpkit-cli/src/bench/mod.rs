@@ -11,6 +11,7 @@ use serde::Serialize;
 mod client;
 mod proxy;
 mod server;
+mod shared;
 mod sim;
 
 /// The benchmarks.

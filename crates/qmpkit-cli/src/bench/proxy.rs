@@ -8,14 +8,14 @@
 //! only the proxy can have more). Each round runs them all, direct and proxied taking turns
 //! at going first, with a fresh proxy; the table shows each figure's median over the rounds.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
+
+use super::shared::{Raw, Wait, cpu_ns, run_and_report};
 
 /// Arguments of `qmp bench proxy`.
 #[derive(Debug, clap::Args)]
@@ -34,21 +34,9 @@ pub(crate) struct Args {
     no_oob: bool,
 }
 
-const REQUEST: &[u8] = b"{\"execute\":\"query-status\"}";
-
 /// Runs the benchmark.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("qmp-bench-proxy-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let result = measure(args.n, args.rounds, args.no_oob, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    let report = result?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-    }
-    Ok(())
+    run_and_report("proxy", args.json, |dir| measure(args.n, args.rounds, args.no_oob, dir), print_table)
 }
 
 fn measure(n: usize, rounds: usize, no_oob: bool, dir: &Path) -> anyhow::Result<Value> {
@@ -121,7 +109,7 @@ impl Proxy {
         let proxy = Proxy(child);
         // Ready when a client is served: the proxy listens before it reaches QEMU.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Raw::connect(listen).is_err() {
+        while connect(listen).is_err() {
             if Instant::now() > deadline {
                 bail!("qmp proxy did not serve within 10 s");
             }
@@ -199,59 +187,12 @@ fn print_table(report: &Value) {
     }
 }
 
-/// A blocking QMP connection that reads CRLF-terminated messages.
-struct Raw {
-    stream: UnixStream,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-}
-
-impl Raw {
-    fn connect(path: &Path) -> anyhow::Result<Raw> {
-        let stream = UnixStream::connect(path)?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut raw = Raw { stream, buf: vec![0; 64 * 1024], start: 0, end: 0 };
-        raw.message()?;
-        raw.stream.write_all(b"{\"execute\":\"qmp_capabilities\"}")?;
-        let reply = raw.message()?;
-        if !reply.starts_with(b"{\"return\": {}") {
-            bail!("negotiation failed: {}", String::from_utf8_lossy(&reply));
-        }
-        Ok(raw)
-    }
-
-    /// Reads one message (up to CRLF).
-    fn message(&mut self) -> anyhow::Result<Vec<u8>> {
-        loop {
-            if let Some(at) = self.buf[self.start..self.end].windows(2).position(|w| w == b"\r\n") {
-                let msg = self.buf[self.start..self.start + at].to_vec();
-                self.start += at + 2;
-                return Ok(msg);
-            }
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            if self.end == self.buf.len() {
-                self.buf.resize(self.buf.len() * 2, 0);
-            }
-            let n = self.stream.read(&mut self.buf[self.end..])?;
-            if n == 0 {
-                bail!("EOF from the server");
-            }
-            self.end += n;
-        }
-    }
-}
-
 /// `clients` connections at once, each doing its share of `n` sequential round trips.
 fn concurrent(path: &Path, clients: usize, n: usize) -> anyhow::Result<Vec<Duration>> {
     let per = n.div_ceil(clients);
     // Connect everyone first, so that the measured time is round trips only.
-    let conns: Vec<Raw> = (0..clients).map(|_| Raw::connect(path)).collect::<Result<_, _>>()?;
-    let threads: Vec<_> = conns.into_iter().map(|raw| std::thread::spawn(move || sequential(raw, per))).collect();
+    let conns: Vec<Raw> = (0..clients).map(|_| connect(path)).collect::<Result<_, _>>()?;
+    let threads: Vec<_> = conns.into_iter().map(|mut raw| std::thread::spawn(move || raw.round_trips(per))).collect();
     let mut all = Vec::with_capacity(per * clients);
     for t in threads {
         all.extend(t.join().map_err(|_| anyhow::anyhow!("client thread panicked"))??);
@@ -259,26 +200,8 @@ fn concurrent(path: &Path, clients: usize, n: usize) -> anyhow::Result<Vec<Durat
     Ok(all)
 }
 
-fn sequential(mut raw: Raw, n: usize) -> anyhow::Result<Vec<Duration>> {
-    let mut latencies = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        raw.stream.write_all(REQUEST)?;
-        let reply = raw.message()?;
-        latencies.push(t.elapsed());
-        if !reply.starts_with(b"{\"return\": {\"status\": \"running\"") {
-            bail!("unexpected reply {}", String::from_utf8_lossy(&reply));
-        }
-    }
-    Ok(latencies)
-}
-
-/// CPU time of every thread of a process, in nanoseconds.
-fn cpu_ns(pid: u32) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).with_context(|| format!("process {pid}"))? {
-        let stat = std::fs::read_to_string(task?.path().join("schedstat")).unwrap_or_default();
-        total += stat.split_whitespace().next().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-    }
-    Ok(total)
+/// A negotiated connection without `oob`, whose reads give up after 30 s rather than hang the
+/// benchmark on a proxy that stopped answering.
+fn connect(path: &Path) -> anyhow::Result<Raw> {
+    Raw::connect(path, false, Wait::Read, Some(Duration::from_secs(30)))
 }

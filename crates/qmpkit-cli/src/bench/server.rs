@@ -28,6 +28,8 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::shared::{REQUEST, Raw, Wait, cpu_ns, rss_bytes, run_and_report, switches, wait_readable};
+
 /// Arguments of `qmp bench server`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -59,22 +61,11 @@ pub(crate) struct Args {
     tokio_echo: Option<PathBuf>,
 }
 
-const REQUEST: &[u8] = b"{\"execute\":\"query-status\"}";
 /// QEMU 10.0's reply, which this library's server reproduces byte for byte.
 const REPLY: &[u8] = b"{\"return\": {\"status\": \"running\", \"running\": true}}\r\n";
 
 /// A round trip slower than this counts as a stall in the `stalls` column.
 const STALL: Duration = Duration::from_micros(500);
-
-/// How the client waits for a reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Wait {
-    /// `poll` for readability, then `read`.
-    Poll,
-    /// A blocking `read`.
-    Read,
-}
 
 /// Which server a scenario measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,17 +194,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         bail!("--rounds and --n must be at least 1");
     }
     raise_fd_limit();
-    let dir = std::env::temp_dir().join(format!("qmp-bench-server-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let result = measure(&args, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    let report = result?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-    }
-    Ok(())
+    run_and_report("server", args.json, |dir| measure(&args, dir), print_table)
 }
 
 /// A server process and the socket it listens on.
@@ -546,70 +527,6 @@ fn tokio_echo(path: &Path) -> anyhow::Result<()> {
     })
 }
 
-/// A blocking QMP connection that reads CRLF-terminated messages.
-struct Raw {
-    stream: UnixStream,
-    wait: Wait,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-}
-
-impl Raw {
-    fn connect(path: &Path, oob: bool, wait: Wait) -> anyhow::Result<Raw> {
-        let stream = UnixStream::connect(path)?;
-        let mut raw = Raw { stream, wait, buf: vec![0; 64 * 1024], start: 0, end: 0 };
-        raw.message()?;
-        let negotiate: &[u8] = if oob {
-            b"{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}"
-        } else {
-            b"{\"execute\":\"qmp_capabilities\"}"
-        };
-        raw.stream.write_all(negotiate)?;
-        let reply = raw.message()?;
-        if !reply.starts_with(b"{\"return\": {}") {
-            bail!("negotiation failed: {}", String::from_utf8_lossy(&reply));
-        }
-        Ok(raw)
-    }
-
-    /// Reads one message (up to CRLF).
-    fn message(&mut self) -> anyhow::Result<Vec<u8>> {
-        loop {
-            if let Some(at) = self.buf[self.start..self.end].windows(2).position(|w| w == b"\r\n") {
-                let msg = self.buf[self.start..self.start + at].to_vec();
-                self.start += at + 2;
-                return Ok(msg);
-            }
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            if self.end == self.buf.len() {
-                self.buf.resize(self.buf.len() * 2, 0);
-            }
-            wait_readable(&self.stream, self.wait)?;
-            let n = self.stream.read(&mut self.buf[self.end..])?;
-            if n == 0 {
-                bail!("EOF from the server");
-            }
-            self.end += n;
-        }
-    }
-}
-
-/// With [`Wait::Poll`], waits until `stream` has something to read. A thread blocked in
-/// `read` on a unix socket sleeps on the queue that is also woken each time the peer consumes
-/// what this side sent; `poll` wakes only for what it asked for.
-fn wait_readable(stream: &UnixStream, wait: Wait) -> anyhow::Result<()> {
-    if wait == Wait::Poll {
-        let mut fds = [rustix::event::PollFd::new(stream, rustix::event::PollFlags::IN)];
-        rustix::event::poll(&mut fds, None)?;
-    }
-    Ok(())
-}
-
 fn floor(path: &Path, n: usize, wait: Wait) -> anyhow::Result<Vec<Duration>> {
     let mut stream = UnixStream::connect(path)?;
     let mut buf = [0u8; 4096];
@@ -628,23 +545,12 @@ fn floor(path: &Path, n: usize, wait: Wait) -> anyhow::Result<Vec<Duration>> {
 }
 
 fn sequential(path: &Path, n: usize, wait: Wait) -> anyhow::Result<Vec<Duration>> {
-    let mut raw = Raw::connect(path, false, wait)?;
-    let mut latencies = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        raw.stream.write_all(REQUEST)?;
-        let reply = raw.message()?;
-        latencies.push(t.elapsed());
-        if !reply.starts_with(b"{\"return\": {\"status\": \"running\"") {
-            bail!("unexpected reply {}", String::from_utf8_lossy(&reply));
-        }
-    }
-    Ok(latencies)
+    Raw::connect(path, false, wait, None)?.round_trips(n)
 }
 
 fn pipelined(path: &Path, n: usize, wait: Wait) -> anyhow::Result<Vec<Duration>> {
     const IN_FLIGHT: usize = 8;
-    let mut raw = Raw::connect(path, true, wait)?;
+    let mut raw = Raw::connect(path, true, wait, None)?;
     let mut sent_at = vec![Instant::now(); n];
     let mut latencies = Vec::with_capacity(n);
     let mut next = 0;
@@ -691,7 +597,7 @@ fn idle_memory(pid: u32, path: &Path, k: usize) -> anyhow::Result<Idle> {
     let mut conns = Vec::with_capacity(k);
     for _ in 0..k {
         // Only the negotiation is read here, so how the client waits does not matter.
-        conns.push(Raw::connect(path, false, Wait::Read)?);
+        conns.push(Raw::connect(path, false, Wait::Read, None)?);
     }
     // The server has answered every negotiation, so each connection is idle and registered.
     std::thread::sleep(Duration::from_millis(200));
@@ -702,50 +608,11 @@ fn idle_memory(pid: u32, path: &Path, k: usize) -> anyhow::Result<Idle> {
     Ok(Idle { connections: k, rss_growth_bytes: growth, bytes_per_connection: growth as f64 / k as f64 })
 }
 
-/// CPU time of every thread of a process, in nanoseconds.
-fn cpu_ns(pid: u32) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let stat = std::fs::read_to_string(task?.path().join("schedstat")).unwrap_or_default();
-        total += stat.split_whitespace().next().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-    }
-    Ok(total)
-}
-
-/// The context switches, voluntary and involuntary, of the threads listed in `tasks`
-/// (`/proc/PID/task`).
-fn switches(tasks: &str) -> anyhow::Result<(u64, u64)> {
-    let mut total = (0, 0);
-    for task in std::fs::read_dir(tasks)? {
-        let status = std::fs::read_to_string(task?.path().join("status")).unwrap_or_default();
-        for line in status.lines() {
-            let count = |prefix: &str| line.strip_prefix(prefix).and_then(|v| v.trim().parse::<u64>().ok());
-            if let Some(v) = count("voluntary_ctxt_switches:") {
-                total.0 += v;
-            } else if let Some(v) = count("nonvoluntary_ctxt_switches:") {
-                total.1 += v;
-            }
-        }
-    }
-    Ok(total)
-}
-
 fn per_op(before: (u64, u64), after: (u64, u64), ops: usize) -> Switches {
     Switches {
         voluntary: after.0.saturating_sub(before.0) as f64 / ops as f64,
         involuntary: after.1.saturating_sub(before.1) as f64 / ops as f64,
     }
-}
-
-pub(super) fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .context("no VmRSS")?;
-    Ok(kib * 1024)
 }
 
 /// 10,000 idle connections need 10,000 descriptors in this process and in the server.

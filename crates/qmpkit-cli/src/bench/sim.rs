@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use super::server::{Load, raise_fd_limit, rss_bytes, scenario_row, spawn_self};
+use super::server::{Load, raise_fd_limit, scenario_row, spawn_self};
+use super::shared::rss_bytes;
 
 /// Arguments of `qmp bench sim`.
 #[derive(Debug, clap::Args)]
