@@ -8,6 +8,7 @@ use anyhow::bail;
 use clap::Subcommand;
 use serde::Serialize;
 
+mod cli;
 mod client;
 mod proxy;
 mod server;
@@ -17,6 +18,8 @@ mod sim;
 /// The benchmarks.
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
+    /// The command line (`qmp exec`, `qmp shell`) as whole processes, beside QEMU's qmp-shell.
+    Cli(cli::Args),
     /// The client against a real QEMU, beside Python's qemu.qmp doing the same work.
     Client(client::Args),
     /// A server built with the library, beside a real QEMU, driven by the same raw client.
@@ -30,6 +33,7 @@ pub(crate) enum BenchCommand {
 /// Runs a benchmark.
 pub(crate) fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
+        BenchCommand::Cli(args) => cli::run(args),
         BenchCommand::Client(args) => client::run(args),
         BenchCommand::Server(args) => server::run(args),
         BenchCommand::Proxy(args) => proxy::run(args),
