@@ -283,6 +283,14 @@ fn shell_with_stdin_not_a_terminal() {
          {\"return\":{}}\n{\"return\":{}}\n"
     );
 
+    // Raw JSON goes as typed: QEMU itself judges members it does not know.
+    let out = run_with_stdin(&["shell", &a], "{\"execute\": \"query-name\", \"foo\": 1, \"id\": 5}\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stdout),
+        "{\"id\":5,\"error\":{\"class\":\"GenericError\",\"desc\":\"QMP input member 'foo' is unexpected\"}}\n"
+    );
+
     // HMP mode.
     let out = run_with_stdin(&["shell", "-H", &a], "info status\n");
     assert_eq!((out.status.code(), text(&out.stdout).as_str()), (Some(0), "VM status: running\r\n"));

@@ -234,6 +234,28 @@ impl EncodedCommand {
         EncodedCommand { kind, name: name.to_owned(), head, id: None }
     }
 
+    /// A command that is a whole JSON object as a caller wrote it, sent as it is: every member
+    /// but `id` in the given order, whatever QEMU will make of it (a member QEMU does not know,
+    /// an `execute` that is not a string). Its `id`, when it has one, becomes the command's id;
+    /// otherwise the session assigns one. QEMU echoes the id even when it refuses the
+    /// envelope, so every answer reaches this command. It is out-of-band when it has
+    /// `exec-oob` and no `execute`, as QEMU would run it.
+    #[must_use]
+    pub fn from_object(mut object: Map<String, Value>) -> Self {
+        let id = object.remove("id").map(Id::new);
+        let (kind, name) = match (object.get("execute"), object.get("exec-oob")) {
+            (None, Some(name)) => (ExecKind::ExecOob, name),
+            (Some(name), _) => (ExecKind::Execute, name),
+            (None, None) => (ExecKind::Execute, &Value::Null),
+        };
+        // The name only labels the call in errors; a malformed one is shown as the JSON it is.
+        let name = name.as_str().map_or_else(|| name.to_string(), str::to_owned);
+        // Writing a map of JSON values to a Vec cannot fail.
+        let mut head = serde_json::to_vec(&object).unwrap_or_else(|_| b"{}".to_vec());
+        head.pop(); // The closing brace, which `finish` writes after the id.
+        EncodedCommand { kind, name, head, id }
+    }
+
     /// A command whose arguments are serialized straight into its bytes. `()` (anything that
     /// serializes to `null`) sends no arguments.
     ///
@@ -281,7 +303,11 @@ impl EncodedCommand {
     /// The command's bytes with this id (or none).
     fn finish(mut self, id: Option<&Id>) -> (String, Vec<u8>) {
         if let Some(id) = id {
-            self.head.extend_from_slice(b",\"id\":");
+            // Only an object given whole (`from_object`) can have no member before the id.
+            if self.head != b"{" {
+                self.head.push(b',');
+            }
+            self.head.extend_from_slice(b"\"id\":");
             // Writing a JSON value to a Vec cannot fail.
             let _ = serde_json::to_writer(&mut self.head, id);
         }

@@ -382,3 +382,30 @@ async fn start_async_yields_to_the_runtime_while_qemu_starts() {
     let client = connect(&qemu).await;
     assert!(client.query_status().await.unwrap().running);
 }
+
+/// A whole JSON object goes to QEMU as written, and QEMU's answer to an envelope it refuses
+/// reaches the call, because QEMU echoes the id it was given.
+#[tokio::test]
+async fn whole_objects_reach_qemu_as_written() {
+    let qemu = qemu_none_async().await;
+    let client = connect(&qemu).await;
+    let object = |v: serde_json::Value| v.as_object().cloned().expect("an object");
+    let cases = [
+        (json!({"execute": "query-status", "foo": 1}), "QMP input member 'foo' is unexpected"),
+        (json!({"execute": 1}), "QMP input member 'execute' must be a string"),
+        (json!({"id": "mine"}), "QMP input lacks member 'execute'"),
+        (json!({}), "QMP input lacks member 'execute'"),
+        (json!({"execute": "query-version", "arguments": {"x": 1}}), "Parameter 'x' is unexpected"),
+    ];
+    for (sent, desc) in cases {
+        let response = client.execute_raw_object(object(sent.clone()), CallOptions::new()).await.unwrap();
+        let error = response.result.expect_err("QEMU refuses it");
+        assert_eq!(error.desc, desc, "{sent}");
+    }
+    let response = client
+        .execute_raw_object(object(json!({"execute": "query-status", "id": [1, "x"]})), CallOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(response.id, Some(qmpkit::Id::new(json!([1, "x"]))));
+    assert_eq!(response.result.unwrap()["status"], "running");
+}

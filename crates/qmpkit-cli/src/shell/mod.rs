@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use qmpkit::proto::ExecKind;
+use qmpkit::CallOptions;
 use qmpkit::{Client, ClientBuilder, EventFilter, EventItem};
 use qmpkit_schema::Schema;
 use rustyline::ExternalPrinter;
@@ -374,13 +374,13 @@ impl Session {
                 Step::Done
             }
             Input::Reconnect => self.reconnect().await,
-            Input::Raw(value) => match raw_command(value) {
-                Ok(command) => self.send(command).await,
-                Err(e) => {
-                    eprintln!("{}", self.paint_error(&e));
-                    Step::Failed(REFUSED)
-                }
-            },
+            // Raw JSON goes to QEMU as typed, so QEMU judges it (the line reader only lets
+            // objects through).
+            Input::Raw(Value::Object(object)) => self.send(object).await,
+            Input::Raw(_) => {
+                eprintln!("{}", self.paint_error("a raw message must be a JSON object"));
+                Step::Failed(REFUSED)
+            }
             Input::Execute { name, arguments } => {
                 if let Some(schema) = self.schema()
                     && let Err((class, desc)) = check(&schema, &name, &arguments)
@@ -388,9 +388,10 @@ impl Session {
                     eprintln!("{}", self.paint_error(&format!("{class}: {desc} (not sent)")));
                     return Step::Failed(REFUSED);
                 }
-                let mut command = qmpkit::proto::Command::new(name);
+                let mut command = Map::new();
+                command.insert("execute".to_owned(), Value::String(name));
                 if !arguments.is_empty() {
-                    command = command.with_arguments(arguments);
+                    command.insert("arguments".to_owned(), Value::Object(arguments));
                 }
                 self.send(command).await
             }
@@ -410,18 +411,18 @@ impl Session {
     }
 
     /// Sends a command, waits for its reply (Ctrl-C stops waiting), prints and logs it.
-    async fn send(&mut self, command: qmpkit::proto::Command) -> Step {
+    async fn send(&mut self, command: Map<String, Value>) -> Step {
         let Some(client) = self.live_client() else {
             eprintln!("{}", self.paint_error("not connected: type `reconnect`"));
             return Step::Failed(FAILED);
         };
-        let sent = command.to_value();
-        let own_id = command.id.is_none();
+        let sent = Value::Object(command.clone());
+        let own_id = !command.contains_key("id");
         if self.echo {
             common::out(&self.style.json(&sent));
         }
         tracing::debug!(target: "qmp", %sent, "->");
-        let Some(reply) = self.interruptible(client.execute_raw(command)).await else {
+        let Some(reply) = self.interruptible(client.execute_raw_object(command, CallOptions::new())).await else {
             return Step::Failed(REFUSED);
         };
         match reply {
@@ -588,29 +589,6 @@ enum Step {
 }
 
 /// A typed JSON object as a command: `execute` or `exec-oob`, `arguments`, `id`.
-fn raw_command(value: Value) -> Result<qmpkit::proto::Command, String> {
-    let Value::Object(mut object) = value else { return Err("a raw message must be a JSON object".to_owned()) };
-    let (kind, name) = match (object.remove("execute"), object.remove("exec-oob")) {
-        (Some(Value::String(name)), None) => (ExecKind::Execute, name),
-        (None, Some(Value::String(name))) => (ExecKind::ExecOob, name),
-        _ => return Err("a raw command needs a string \"execute\" or \"exec-oob\" (not both)".to_owned()),
-    };
-    let mut command = qmpkit::proto::Command::new(name);
-    command.kind = kind;
-    match object.remove("arguments") {
-        None => {}
-        Some(Value::Object(arguments)) => command = command.with_arguments(arguments),
-        Some(_) => return Err("\"arguments\" must be a JSON object".to_owned()),
-    }
-    if let Some(id) = object.remove("id") {
-        command = command.with_id(qmpkit::Id::new(id));
-    }
-    match object.keys().next() {
-        Some(key) => Err(format!("qmpkit cannot send the member \"{key}\"; only execute, exec-oob, arguments and id")),
-        None => Ok(command),
-    }
-}
-
 /// Checks a command against the schema as QEMU would, with QEMU's words.
 fn check(schema: &Schema, name: &str, arguments: &Map<String, Value>) -> Result<(), (String, String)> {
     match schema.command(name) {
@@ -670,9 +648,5 @@ mod tests {
         );
         assert_eq!(check(&schema, "stop", &Map::new()), Ok(()));
         assert_eq!(columns(&["a", "bb", "c"]), "a   bb  c");
-        let command = raw_command(json!({"execute": "stop", "id": "x"})).unwrap();
-        assert_eq!(command.to_value(), json!({"execute": "stop", "id": "x"}));
-        assert!(raw_command(json!({"exec": "stop"})).unwrap_err().contains("needs a string"));
-        assert!(raw_command(json!({"execute": "stop", "arguments": 1})).unwrap_err().contains("must be a JSON object"));
     }
 }

@@ -505,3 +505,30 @@ fn encoded_commands_are_the_bytes_of_commands() {
         assert_eq!(err.to_string(), format!("got {not_an_object}"));
     }
 }
+
+#[test]
+fn objects_given_whole_are_sent_as_they_are_with_their_id() {
+    let object = |v: Value| match v {
+        Value::Object(map) => map,
+        _ => unreachable!("an object"),
+    };
+    // Every member but the id is kept in its order, known to QEMU or not; the id goes last.
+    let command = EncodedCommand::from_object(object(json!({"foo": 2, "execute": 1, "id": "x"})));
+    assert_eq!((command.kind(), command.name()), (ExecKind::Execute, "1"));
+    assert_eq!(command.id, Some(Id::new(json!("x"))));
+    let (_, bytes) = command.finish(Some(&Id::new(json!("x"))));
+    assert_eq!(String::from_utf8(bytes).unwrap(), r#"{"foo":2,"execute":1,"id":"x"}"#);
+    // An object with nothing but (or not even) an id is still one JSON object.
+    let (_, bytes) = EncodedCommand::from_object(object(json!({}))).finish(Some(&Id::new(json!(3))));
+    assert_eq!(String::from_utf8(bytes).unwrap(), r#"{"id":3}"#);
+    // Out-of-band only when QEMU would run it so.
+    let oob = EncodedCommand::from_object(object(json!({"exec-oob": "query-yank"})));
+    assert_eq!((oob.kind(), oob.name()), (ExecKind::ExecOob, "query-yank"));
+    let both = EncodedCommand::from_object(object(json!({"execute": "a", "exec-oob": "b"})));
+    assert_eq!((both.kind(), both.name()), (ExecKind::Execute, "a"));
+    // The session routes the reply by the object's own id.
+    let mut s = ready_session(GREETING_OOB);
+    let id = s.send_encoded(EncodedCommand::from_object(object(json!({"execute": "q", "id": [1]}))), 0).unwrap();
+    assert_eq!(id, Id::new(json!([1])));
+    assert_eq!(transmitted(&mut s), [r#"{"execute":"q","id":[1]}"#]);
+}

@@ -196,8 +196,8 @@ use qmpkit_proto::message::{RawResponse, decode_json};
 use qmpkit_proto::{ClientConfig, ClientSession, Command, Event, ExecKind, Greeting, Id, Limits, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -872,6 +872,34 @@ impl Client {
         }
         let timeout = options.timeout.unwrap_or(self.inner.call_timeout);
         let raw = self.send(EncodedCommand::new(&command), false, options.fds, timeout).await?;
+        raw.decode().map_err(|e| Error::Decode { command: name, reason: e.to_string() })
+    }
+
+    /// Sends a whole JSON object as the command, as a person typed it: every member but `id`
+    /// goes to QEMU as given and in its order, so QEMU answers members it does not know, or an
+    /// `execute` that is not a string, with its own error (which echoes the id and so reaches
+    /// this call). The object's `id` is used when it has one, else one is assigned. It runs
+    /// out-of-band when it has `exec-oob` and no `execute`; [`CallOptions::oob`] is not
+    /// consulted. The options give the deadline, fds and an id that replaces the object's.
+    ///
+    /// # Errors
+    /// As [`Client::execute_raw`]: [`Error::Misuse`] when the id is already pending or the
+    /// object is out-of-band without `oob` negotiated, and the transport errors.
+    pub async fn execute_raw_object(
+        &self,
+        object: Map<String, Value>,
+        options: CallOptions,
+    ) -> Result<Response, Error> {
+        if !options.fds.is_empty() && !self.inner.fds {
+            return Err(Error::FdsNeedUnixSocket);
+        }
+        let mut command = EncodedCommand::from_object(object);
+        if options.id.is_some() {
+            command = command.with_id(options.id);
+        }
+        let name = command.name().to_owned();
+        let timeout = options.timeout.unwrap_or(self.inner.call_timeout);
+        let raw = self.send(command, false, options.fds, timeout).await?;
         raw.decode().map_err(|e| Error::Decode { command: name, reason: e.to_string() })
     }
 
