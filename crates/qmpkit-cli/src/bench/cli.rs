@@ -129,12 +129,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         ],
     };
     drop(qemu);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-    }
-    Ok(())
+    super::shared::report(args.json, &report, print_table)
 }
 
 fn print_table(report: &Report) {

@@ -162,12 +162,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         schema_cpu_vs_qemu_qmp: get("schema", "qmpkit").cpu_us_per_op / get("schema", "qemu.qmp").cpu_us_per_op,
     };
     let report = Report { qemu: version, count: args.count, rounds: args.rounds, results, ratios };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-    }
-    Ok(())
+    super::shared::report(args.json, &report, print_table)
 }
 
 fn print_table(report: &Report) {

@@ -158,11 +158,15 @@ pub(super) fn run_and_report<R: Serialize>(
     std::fs::create_dir_all(&dir)?;
     let result = measure(&dir);
     let _ = std::fs::remove_dir_all(&dir);
-    let report = result?;
+    report(json, &result?, table)
+}
+
+/// Prints a report: as JSON with `json`, else with `table`.
+pub(super) fn report<R: Serialize>(json: bool, report: &R, table: impl FnOnce(&R)) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        table(&report);
+        table(report);
     }
     Ok(())
 }

@@ -46,12 +46,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let result = measure(&args, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     let report = result?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-    }
-    Ok(())
+    super::shared::report(args.json, &report, print_table)
 }
 
 /// A child process that is killed when dropped.
