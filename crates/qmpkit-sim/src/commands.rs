@@ -5,12 +5,14 @@ use std::future::ready;
 use std::sync::{Arc, Mutex};
 
 use qmpkit::server::{
-    CommandDef, CommandResult, Context, EnumDef, ErrorClass, MemberDef, QmpError, Registry, RegistryError,
+    CommandDef, CommandResult, Context, EnumDef, ErrorClass, LazyRegistry, MemberDef, QmpError, Registry, RegistryError,
 };
 use serde_json::{Map, Value, json};
 
+use crate::SimError;
 use crate::machine::{BackupArgs, Machine};
-use crate::schema::Prepared;
+use crate::profile::Profile;
+use crate::schema::{self, Prepared};
 
 /// The commands the simulator implements, besides the server library's built-ins
 /// (`qmp_capabilities`, `query-commands`, `query-qmp-schema`, `query-version` and the fd
@@ -75,29 +77,44 @@ pub const EVENTS: &[&str] = &[
 /// downstream extensions (`__RFQDN_`).
 pub const DOWNSTREAM_PREFIX: &str = "__org.qmpkit_";
 
-/// The registry of a profile, with or without the fault commands: built once per process and
-/// shared by every machine of that profile, each of which is its server's
-/// [`Context::data`](qmpkit::server::Context::data).
-pub(crate) fn registry(prepared: &Prepared, faults: bool) -> Result<Arc<Registry>, RegistryError> {
-    type Cache = Vec<((usize, bool), Arc<Registry>)>;
+/// The registry of a profile, with or without the fault commands, built once per process
+/// on first need and shared by every machine of that profile (each machine is its server's
+/// [`Context::data`](qmpkit::server::Context::data)). It is lazy so that a simulator greets
+/// its clients at once: describing the commands from QEMU's schema and compiling them takes
+/// milliseconds, most of a simulator's start.
+pub(crate) fn lazy_registry(profile: &Profile, faults: bool) -> Arc<LazyRegistry> {
+    type Cache = Vec<((u64, u64, bool), Arc<LazyRegistry>)>;
     static CACHE: Mutex<Cache> = Mutex::new(Vec::new());
-    // The prepared schema is itself made once per profile, so its address names the profile.
-    let key = (std::ptr::from_ref(prepared) as usize, faults);
+    let key = (profile.major, profile.minor, faults);
     let mut cache = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some((_, registry)) = cache.iter().find(|(k, _)| *k == key) {
-        return Ok(registry.clone());
+        return registry.clone();
     }
-    let mut registry = build(prepared, faults)?;
+    let profile = *profile;
+    let lazy = LazyRegistry::new(move || match registry(&profile, faults) {
+        Ok(registry) => registry,
+        Err(err) => {
+            // A bug in this crate (unit tests build every profile's registry): the machine
+            // keeps the built-in commands, and the log says why the rest are missing.
+            tracing::error!(%profile, error = %err, "the simulated commands did not register");
+            Arc::new(Registry::new())
+        }
+    });
+    cache.push((key, lazy.clone()));
+    lazy
+}
+
+/// Describes and compiles a profile's registry.
+fn registry(profile: &Profile, faults: bool) -> Result<Arc<Registry>, SimError> {
+    let prepared = schema::prepared(profile)?;
+    let mut registry = build(&prepared, faults)?;
     let mut entities = prepared.introspection();
     if faults {
         entities.extend(fault_entities(prepared.schema.empty_type()));
     }
     registry.introspection(entities);
-    // Not compiled here: the first command (or `Sim::start`'s warm-up) compiles it, so that
-    // a simulator greets its first client sooner. Tests check that it compiles.
-    let registry = Arc::new(registry);
-    cache.push((key, registry.clone()));
-    Ok(registry)
+    registry.check()?;
+    Ok(Arc::new(registry))
 }
 
 /// The simulated commands and events, described as the profile's QEMU describes them; with
@@ -464,4 +481,22 @@ fn fault(machine: &Machine, name: &str, args: &Map<String, Value>) -> CommandRes
         other => return Err(QmpError::command_not_found(format!("The command {other} has not been found"))),
     }
     Ok(json!({}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `lazy_registry` logs a failure and falls back to the built-in commands; here every
+    /// profile's registry must register and compile, with and without the fault commands.
+    #[test]
+    fn every_profile_registers_and_compiles() {
+        for profile in crate::PROFILES {
+            for faults in [false, true] {
+                let registry = registry(&profile, faults).unwrap_or_else(|e| panic!("{profile} {faults}: {e}"));
+                assert!(registry.command_names().any(|n| n == "query-status"));
+                assert_eq!(registry.command_names().any(|n| n.starts_with(DOWNSTREAM_PREFIX)), faults);
+            }
+        }
+    }
 }

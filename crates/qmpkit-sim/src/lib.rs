@@ -197,8 +197,7 @@ impl SimBuilder {
     /// only for a damaged profile.
     pub fn build(self) -> Result<Sim, SimError> {
         let profile = self.profile?;
-        let prepared = schema::prepared(&profile)?;
-        let registry = commands::registry(&prepared, self.faults)?;
+        let registry = commands::lazy_registry(&profile, self.faults);
         let config = machine::MachineConfig {
             profile,
             paused: self.paused,
@@ -209,12 +208,12 @@ impl SimBuilder {
             ram: 128 << 20,
         };
         let version = (profile.major, profile.minor, profile.micro);
-        let machine = Machine::new(config, prepared);
+        let machine = Machine::new(config);
         let mut builder = Server::builder()
             .version(version.0, version.1, version.2)
             .package(&self.package)
             .clients(self.clients)
-            .shared_registry(registry)
+            .lazy_registry(registry)
             .data(Arc::new(machine.clone()));
         if let Some(adjust) = self.server {
             builder = adjust(builder);
@@ -332,12 +331,6 @@ impl Sim {
         }
         let sim = self.clone();
         let task = tokio::spawn(async move { sim.serve(listeners).await });
-        // Compile the shared registry (once per process) while clients connect and read
-        // their greeting, rather than before listening or in the first command.
-        let server = self.server.clone();
-        // A failure would be a bug in this crate (unit tests compile every profile); the
-        // first command would then report it.
-        tokio::task::spawn_blocking(move || server.registry().check());
         Ok(RunningSim { sim: self, endpoints: bound, task, _dir: dir })
     }
 }

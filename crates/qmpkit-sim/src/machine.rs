@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
 use crate::profile::Profile;
-use crate::schema::{Prepared, QemuSchema};
+use crate::schema::{self, Prepared};
 
 pub use qmpkit::types::RunState;
 
@@ -168,7 +168,9 @@ pub struct Machine {
 
 struct Inner {
     config: MachineConfig,
-    prepared: Arc<Prepared>,
+    /// The profile's schema, looked up on first use (it is made once per process, while
+    /// the first simulator greets its clients).
+    prepared: OnceLock<Arc<Prepared>>,
     state: Mutex<State>,
     /// The server's event sender, handed over once the server exists (the server is built
     /// from the registry, whose handlers hold the machine).
@@ -196,7 +198,7 @@ const MAX_JOBS: usize = 256;
 const JOB_CHUNK: u64 = 64 << 20;
 
 impl Machine {
-    pub(crate) fn new(config: MachineConfig, prepared: Arc<Prepared>) -> Self {
+    pub(crate) fn new(config: MachineConfig) -> Self {
         let run = if config.paused { RunState::Prelaunch } else { RunState::Running };
         let state = State {
             run,
@@ -216,7 +218,7 @@ impl Machine {
         Machine {
             inner: Arc::new(Inner {
                 config,
-                prepared,
+                prepared: OnceLock::new(),
                 state: Mutex::new(state),
                 events: OnceLock::new(),
                 held: Semaphore::new(0),
@@ -274,8 +276,14 @@ impl Machine {
         self.inner.config.profile
     }
 
-    fn schema(&self) -> &QemuSchema {
-        &self.inner.prepared.schema
+    /// The profile's schema; `None` only for a damaged profile, whose commands did not
+    /// register either (and the log said so).
+    fn prepared(&self) -> Option<&Prepared> {
+        if let Some(prepared) = self.inner.prepared.get() {
+            return Some(prepared);
+        }
+        let prepared = schema::prepared(&self.inner.config.profile).ok()?;
+        Some(self.inner.prepared.get_or_init(|| prepared))
     }
 
     /// A receiver that turns `true` when QEMU would have exited.
@@ -296,7 +304,7 @@ impl Machine {
         let run = self.run_state();
         let running = run == RunState::Running;
         let run = run.as_str();
-        if self.inner.prepared.status_has_singlestep {
+        if self.prepared().is_some_and(|p| p.status_has_singlestep) {
             json!({"status": run, "singlestep": false, "running": running})
         } else {
             json!({"status": run, "running": running})
@@ -482,7 +490,7 @@ impl Machine {
         let drive = find_drive(device)?;
         let mut state = self.state();
         let mut data = serde_json::Map::new();
-        if self.schema().event_members("BLOCK_IO_ERROR").iter().any(|m| m == "qom-path") {
+        if self.prepared().is_some_and(|p| p.schema.event_members("BLOCK_IO_ERROR").iter().any(|m| m == "qom-path")) {
             data.insert("qom-path".into(), drive.qdev.into());
         }
         data.insert("device".into(), drive.device.into());

@@ -6,7 +6,8 @@
 //! 10,000 simulated VMs in one `qmp sim --vms N` process, against one QEMU's RSS; and
 //! `query-status` round trips, sequential and from 100 concurrent clients, with the
 //! server's CPU time per op (all its threads, from `/proc/PID/task/*/schedstat`), against
-//! the bare server library answering the same command (`qmp bench server`'s server).
+//! the bare server library answering the same command (`qmp bench server`'s server), the
+//! two taking turns over several rounds.
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::net::UnixStream;
@@ -29,6 +30,9 @@ pub(crate) struct Args {
     /// Round trips per throughput scenario.
     #[arg(long, default_value_t = 20_000)]
     n: usize,
+    /// Rounds of the throughput scenarios, the simulator and the bare library taking turns.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
     /// Skip the real QEMU (when it is not installed).
     #[arg(long)]
     no_qemu: bool,
@@ -118,22 +122,48 @@ fn measure(args: &Args, dir: &Path) -> anyhow::Result<Value> {
         }
     }
 
-    // Throughput: the simulator's query-status against the bare library's.
+    // Throughput: the simulator's query-status against the bare library's, both serving at
+    // once and measured in turns (the order swapped every round), so that the machine's
+    // noise falls on both alike; each figure is the median over the rounds.
     let n = args.n;
     let path = dir.join("sim.sock");
     let (sim, _) = start_sim(&exe, &["--many-clients", "--listen", path.to_str().context("path")?], 1)?;
-    let sim_pid = sim.0.id();
-    let mut rows = vec![
-        scenario_row("qmp sim sequential", sim_pid, &path, Load::Sequential, n)?,
-        scenario_row("qmp sim 100 concurrent clients", sim_pid, &path, Load::Concurrent, n)?,
-    ];
-    drop(sim);
     let bare_path = dir.join("bare.sock");
-    let bare = spawn_self(&["--serve"], &bare_path)?;
-    let bare_pid = bare.id();
-    rows.push(scenario_row("bare server sequential", bare_pid, &bare_path, Load::Sequential, n)?);
-    rows.push(scenario_row("bare server 100 concurrent clients", bare_pid, &bare_path, Load::Concurrent, n)?);
-    drop(Process(bare));
+    let bare = Process(spawn_self(&["--serve"], &bare_path)?);
+    let sides = [("qmp sim", sim.0.id(), &path), ("bare server", bare.0.id(), &bare_path)];
+    let loads = [("sequential", Load::Sequential), ("100 concurrent clients", Load::Concurrent)];
+    let mut samples: Vec<(String, Vec<Value>)> = Vec::new();
+    for round in 0..args.rounds {
+        for (load_name, load) in loads {
+            let mut order = sides.to_vec();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for (side, pid, path) in order {
+                let name = format!("{side} {load_name}");
+                let row = scenario_row(&name, pid, path, load, n)?;
+                match samples.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, rows)) => rows.push(row),
+                    None => samples.push((name, vec![row])),
+                }
+            }
+        }
+    }
+    drop(sim);
+    drop(bare);
+    let field_median = |rows: &[Value], key: &str| median(rows.iter().filter_map(|r| r[key].as_f64()).collect());
+    let rows: Vec<Value> = samples
+        .iter()
+        .map(|(name, rows)| {
+            json!({
+                "scenario": name,
+                "ops_per_s": field_median(rows, "ops_per_s"),
+                "p50_us": field_median(rows, "p50_us"),
+                "p99_us": field_median(rows, "p99_us"),
+                "server_cpu_us_per_op": field_median(rows, "server_cpu_us_per_op"),
+            })
+        })
+        .collect();
 
     let figure = |name: &str, key: &str| rows.iter().find(|r| r["scenario"] == name).and_then(|r| r[key].as_f64());
     let ops = |name: &str| figure(name, "ops_per_s");
@@ -163,6 +193,7 @@ fn measure(args: &Args, dir: &Path) -> anyhow::Result<Value> {
     }
     Ok(json!({
         "n": n,
+        "rounds": args.rounds,
         "greeting": greeting,
         "memory": memory,
         "qemu_rss_bytes": qemu_rss,
@@ -263,7 +294,10 @@ fn wait_greeting(path: &Path, timeout: Duration) -> anyhow::Result<()> {
 
 fn print_table(report: &Value) {
     let mib = |b: f64| b / 1048576.0;
-    println!("qmp bench sim: qmp sim vs qemu-system-x86_64 -machine none; {} round trips per scenario", report["n"]);
+    println!(
+        "qmp bench sim: qmp sim vs qemu-system-x86_64 -machine none; {} round trips per scenario, medians of {} rounds",
+        report["n"], report["rounds"]
+    );
     println!();
     let g = &report["greeting"];
     let ms = |key: &str| g[key].as_f64().unwrap_or(f64::NAN);

@@ -40,6 +40,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::Limits;
 use super::events::{ConnShared, Hub};
 use super::fds::lock;
+use super::lazy::LazyRegistry;
 use super::registry::{BoxFuture, CommandResult, Context, Registry, Shared};
 use crate::transport::Socket;
 
@@ -153,7 +154,12 @@ struct Running {
 pub(crate) struct Connection<T: Io> {
     io: T,
     session: ServerSession,
+    /// The commands; until a lazy registry is ready, the built-in ones, and `lazy` is set.
     registry: Arc<Registry>,
+    /// The registry being built: the connection greets meanwhile but takes no request.
+    lazy: Option<Arc<LazyRegistry>>,
+    /// Whether this connection has a blocking task waiting for `lazy`.
+    lazy_waiting: bool,
     shared: Arc<Shared>,
     hub: Arc<Hub>,
     conn: Arc<ConnShared>,
@@ -176,7 +182,7 @@ impl<T: Io> Connection<T> {
     pub(crate) fn new(
         io: T,
         session: ServerSession,
-        registry: Arc<Registry>,
+        registry: &Arc<LazyRegistry>,
         shared: Arc<Shared>,
         hub: Arc<Hub>,
         id: u64,
@@ -185,10 +191,16 @@ impl<T: Io> Connection<T> {
     ) -> Self {
         let mut out = Vec::new();
         out.extend_from_slice(&session.greeting());
+        let (registry, lazy) = match registry.ready_now() {
+            Some(ready) => (ready, None),
+            None => (Arc::new(Registry::new()), Some(registry.clone())),
+        };
         Connection {
             io,
             session,
             registry,
+            lazy,
+            lazy_waiting: false,
             shared,
             hub,
             conn,
@@ -385,6 +397,15 @@ impl<T: Io> Connection<T> {
 
     /// Takes requests from buffered input and reads more when the buffer has none.
     fn take_input(&mut self, cx: &mut TaskContext<'_>) -> io::Result<bool> {
+        if let Some(lazy) = &self.lazy {
+            match lazy.poll_get(cx, &mut self.lazy_waiting) {
+                Poll::Ready(registry) => {
+                    self.registry = registry;
+                    self.lazy = None;
+                }
+                Poll::Pending => return Ok(false),
+            }
+        }
         let mut progress = false;
         while self.can_accept() {
             if let Some(input) = self.session.poll_input(&*self.registry) {

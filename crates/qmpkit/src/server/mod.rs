@@ -108,7 +108,10 @@
 //! A [`Registry`] compiles its schema once. [`ServerBuilder::shared_registry`] lets many
 //! servers use one registry, and [`ServerBuilder::data`] gives each its own state, which
 //! handlers reach with [`Context::data`]; a process can so serve thousands of monitors
-//! (`qmpkit-sim` serves one simulated machine per server this way).
+//! (`qmpkit-sim` serves one simulated machine per server this way). A registry that takes
+//! milliseconds to describe can be a [`LazyRegistry`] ([`ServerBuilder::lazy_registry`]):
+//! the server then greets its clients at once, builds the registry on a blocking thread,
+//! and holds each connection's first request until it is ready.
 //! [`Registry::introspection`] answers `query-qmp-schema` with given entities verbatim, and
 //! [`Registry::command_unchecked`] registers a command whose arguments its handler checks
 //! (QEMU's `'gen': false` commands such as `device_add`).
@@ -177,11 +180,13 @@ use crate::transport::{Endpoint, Listener, Stream};
 mod connection;
 pub mod events;
 pub mod fds;
+mod lazy;
 pub mod registry;
 
 pub use connection::ConnectionError;
 pub use events::{EventError, EventSender, Throttle};
 pub use fds::FdSets;
+pub use lazy::LazyRegistry;
 pub use qmpkit_proto::{ErrorClass, QmpError};
 pub use qmpkit_schema::{
     AlternateDef, Args, BuildError, Builtin, CommandDef, EnumDef, EventDef, MemberDef, ObjectDef, TypeDef, TypeRef,
@@ -269,9 +274,10 @@ pub struct Stats {
 #[must_use]
 pub struct ServerBuilder {
     config: ServerConfig,
-    registry: Arc<Registry>,
-    /// Whether the registry came from [`ServerBuilder::shared_registry`].
-    shared_registry: bool,
+    registry: Arc<LazyRegistry>,
+    /// Whether the registry came from [`ServerBuilder::registry`], and so is checked by
+    /// [`ServerBuilder::build`].
+    own_registry: bool,
     data: Option<Arc<dyn Any + Send + Sync>>,
     throttle: Throttle,
     limits: Limits,
@@ -348,8 +354,8 @@ impl ServerBuilder {
 
     /// Sets the commands.
     pub fn registry(mut self, registry: Registry) -> Self {
-        self.registry = Arc::new(registry);
-        self.shared_registry = false;
+        self.registry = LazyRegistry::ready(Arc::new(registry));
+        self.own_registry = true;
         self
     }
 
@@ -363,8 +369,19 @@ impl ServerBuilder {
     /// can greet its first client before that work is done. Call [`Registry::check`] once
     /// to find mistakes in its descriptions.
     pub fn shared_registry(mut self, registry: Arc<Registry>) -> Self {
+        self.registry = LazyRegistry::ready(registry);
+        self.own_registry = false;
+        self
+    }
+
+    /// Sets the commands to a registry built when the server starts serving, on a blocking
+    /// thread: the server listens and greets its clients at once, and each connection's
+    /// first request waits until the registry is ready. Servers that share the
+    /// [`LazyRegistry`] build it once. This is for registries that take milliseconds to
+    /// describe, such as a simulated QEMU's; [`ServerBuilder::build`] does not check it.
+    pub fn lazy_registry(mut self, registry: Arc<LazyRegistry>) -> Self {
         self.registry = registry;
-        self.shared_registry = true;
+        self.own_registry = false;
         self
     }
 
@@ -415,8 +432,8 @@ impl ServerBuilder {
     /// # Errors
     /// [`RegistryError::Schema`] when the command descriptions do not form a valid schema.
     pub fn build(self) -> Result<Server, RegistryError> {
-        if !self.shared_registry {
-            self.registry.check()?;
+        if self.own_registry {
+            self.registry.get().check()?;
         }
         let events = EventSender::new(self.limits.max_output, self.config.pretty, self.throttle);
         let mut shared = Shared::new(
@@ -445,7 +462,7 @@ impl ServerBuilder {
 #[derive(Debug)]
 struct Inner {
     config: ServerConfig,
-    registry: Arc<Registry>,
+    registry: Arc<LazyRegistry>,
     shared: Arc<Shared>,
     events: EventSender,
     limits: Limits,
@@ -498,8 +515,8 @@ impl Server {
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
             config: ServerConfig::default(),
-            registry: Arc::new(Registry::new()),
-            shared_registry: false,
+            registry: LazyRegistry::ready(Arc::new(Registry::new())),
+            own_registry: true,
             data: None,
             throttle: Throttle::qemu(),
             limits: Limits::default(),
@@ -515,10 +532,11 @@ impl Server {
         self.inner.events.clone()
     }
 
-    /// The commands.
+    /// The commands. A [lazy](ServerBuilder::lazy_registry) registry is built first, on
+    /// this thread, or waited for when another thread is building it.
     #[must_use]
     pub fn registry(&self) -> &Registry {
-        &self.inner.registry
+        self.inner.registry.get()
     }
 
     /// The server's own state given to [`ServerBuilder::data`], when it is a `T`.
@@ -574,6 +592,8 @@ impl Server {
     where
         L: IntoIterator<Item = Listener>,
     {
+        // A lazy registry is built while the first clients connect and read their greeting.
+        self.inner.registry.start();
         // With one client at a time, an acceptor holds the only permit from before it accepts
         // until that client's connection ends, so later clients wait in the kernel's queue.
         let turn = (self.inner.clients == ClientPolicy::One).then(|| Arc::new(Semaphore::new(1)));
@@ -684,7 +704,7 @@ impl Server {
         }
         let session = ServerSession::new(inner.config.clone());
         let connection =
-            Connection::new(io, session, inner.registry.clone(), inner.shared.clone(), hub, id, conn, inner.limits);
+            Connection::new(io, session, &inner.registry, inner.shared.clone(), hub, id, conn, inner.limits);
         let span = tracing::debug_span!("qmp_connection", id);
         span.in_scope(|| tracing::debug!("client connected"));
         connection.run().instrument(span).await

@@ -359,6 +359,78 @@ async fn one_registry_serves_servers_with_their_own_state() {
     assert_eq!(registry.call("x-count", Value::Null).await.unwrap_err().desc, "no counter");
 }
 
+#[tokio::test]
+async fn a_lazy_registry_greets_at_once_and_holds_requests_until_built() {
+    // The registry is built only once the test lets it: the greeting must come before that.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (entered, mut building) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let lazy = LazyRegistry::new(move || {
+        let _ = entered.send(());
+        released.recv().unwrap();
+        let mut registry = Registry::new();
+        registry
+            .command(CommandDef::new("x-late").returns("str"), |(): ()| async { Ok::<_, QmpError>("built") })
+            .unwrap();
+        registry.check().unwrap();
+        Arc::new(registry)
+    });
+    let servers: Vec<Server> = (0..2).map(|_| Server::builder().lazy_registry(lazy.clone()).build().unwrap()).collect();
+    let (ours, theirs) = tokio::io::duplex(4096);
+    let task = tokio::spawn({
+        let server = servers[0].clone();
+        async move { server.serve_connection(theirs).await }
+    });
+    let (read, mut write) = tokio::io::split(ours);
+    let mut lines = BufReader::new(read).lines();
+    assert!(lines.next_line().await.unwrap().unwrap().starts_with(r#"{"QMP""#));
+    // The request arrives while the registry is being built, and must not be answered from
+    // the built-in commands meanwhile (which would say `x-late` does not exist).
+    write.write_all(br#"{"execute": "qmp_capabilities"}{"execute": "x-late", "id": 1}"#).await.unwrap();
+    building.recv().await.expect("the first connection starts the build");
+    release.send(()).unwrap();
+    assert_eq!(lines.next_line().await.unwrap().unwrap(), r#"{"return": {}}"#);
+    assert_eq!(lines.next_line().await.unwrap().unwrap(), r#"{"return": "built", "id": 1}"#);
+    // Built once, for both servers.
+    assert!(std::ptr::eq(servers[0].registry(), servers[1].registry()));
+    write.shutdown().await.unwrap();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_clock_does_not_jump_while_another_thread_builds_the_registry() {
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (entered, building) = std::sync::mpsc::channel::<()>();
+    let lazy = LazyRegistry::new(move || {
+        let _ = entered.send(());
+        released.recv().unwrap();
+        // The build's own work, which takes real time (a simulated QEMU's takes
+        // milliseconds): the paused runtime must wait for it, not jump its clock.
+        std::thread::sleep(Duration::from_millis(50));
+        Arc::new(Registry::new())
+    });
+    // Another thread (as another test's runtime would) begins the build and holds it.
+    let builder = std::thread::spawn({
+        let lazy = lazy.clone();
+        move || {
+            lazy.get();
+        }
+    });
+    building.recv().unwrap();
+    let server = Server::builder().lazy_registry(lazy).build().unwrap();
+    let (ours, theirs) = tokio::io::duplex(4096);
+    tokio::spawn(async move { server.serve_connection(theirs).await });
+    let (read, mut write) = tokio::io::split(ours);
+    let mut lines = BufReader::new(read).lines();
+    assert!(lines.next_line().await.unwrap().unwrap().starts_with(r#"{"QMP""#));
+    write.write_all(br#"{"execute": "qmp_capabilities"}"#).await.unwrap();
+    release.send(()).unwrap();
+    // Were this runtime idle while the other thread finishes, its paused clock would jump
+    // a second at once and the timeout would fire before the reply.
+    let reply = tokio::time::timeout(Duration::from_secs(1), lines.next_line()).await;
+    assert_eq!(reply.expect("no time passes while the registry is built").unwrap().unwrap(), r#"{"return": {}}"#);
+    builder.join().unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_handler_exits_the_server_and_later_requests_go_unanswered() {
     let mut registry = Registry::new();
