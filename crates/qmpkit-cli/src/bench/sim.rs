@@ -2,7 +2,8 @@
 //! (`qemu-system-x86_64 -machine none`), in one run on the same machine, as ratios.
 //!
 //! Figures: time from process start to the QMP greeting (each side started ten times, best
-//! and median); resident memory per VM from `VmRSS` in `/proc/PID/status` with 1, 100 and
+//! and median), beside the floor of any `qmp` subcommand (`qmp --version`, start to exit);
+//! resident memory per VM from `VmRSS` in `/proc/PID/status` with 1, 100 and
 //! 10,000 simulated VMs in one `qmp sim --vms N` process, against one QEMU's RSS; and
 //! `query-status` round trips, sequential and from 100 concurrent clients, with the
 //! server's CPU time per op (all its threads, from `/proc/PID/task/*/schedstat`), against
@@ -80,6 +81,16 @@ fn measure(args: &Args, dir: &Path) -> anyhow::Result<Value> {
         sim_ms.push(start.elapsed().as_secs_f64() * 1e3);
         drop(child);
     }
+    // The floor of any `qmp` subcommand: starting this binary and exiting, with no socket.
+    let mut floor_ms = Vec::new();
+    for _ in 0..STARTS {
+        let start = Instant::now();
+        let status = Command::new(&exe).arg("--version").stdout(Stdio::null()).status()?;
+        floor_ms.push(start.elapsed().as_secs_f64() * 1e3);
+        if !status.success() {
+            bail!("qmp --version failed: {status}");
+        }
+    }
     let (cold_ms, warm_ms) = in_process(dir)?;
     let mut qemu_ms = Vec::new();
     let mut qemu_rss = None;
@@ -97,6 +108,8 @@ fn measure(args: &Args, dir: &Path) -> anyhow::Result<Value> {
     let greeting = json!({
         "sim_best_ms": best(&sim_ms),
         "sim_median_ms": median(sim_ms),
+        "floor_best_ms": best(&floor_ms),
+        "floor_median_ms": median(floor_ms),
         "in_process_first_ms": cold_ms,
         "in_process_best_ms": warm_ms,
         "qemu_best_ms": best(&qemu_ms),
@@ -171,6 +184,10 @@ fn measure(args: &Args, dir: &Path) -> anyhow::Result<Value> {
     if let (Some(sim), Some(qemu)) = (greeting["sim_best_ms"].as_f64(), greeting["qemu_best_ms"].as_f64()) {
         let ratio = qemu / sim;
         goals.insert("greeting_sooner_than_qemu".into(), json!({"ratio": ratio, "goal": 20, "met": ratio >= 20.0}));
+        // The best ratio any `qmp` subcommand could reach on this machine.
+        if let Some(floor) = greeting["floor_best_ms"].as_f64() {
+            goals.insert("greeting_floor_ratio".into(), json!({"ratio": qemu / floor}));
+        }
     }
     let at_10k = memory.last().and_then(|r| r["bytes_per_vm"].as_f64()).unwrap_or(f64::NAN);
     goals
@@ -305,6 +322,11 @@ fn print_table(report: &Value) {
     println!("|---|---:|---:|");
     println!("| qmp sim | {:.1} | {:.1} |", ms("sim_best_ms"), ms("sim_median_ms"));
     println!("| QEMU | {:.1} | {:.1} |", ms("qemu_best_ms"), ms("qemu_median_ms"));
+    println!(
+        "| qmp --version (start and exit: the floor) | {:.1} | {:.1} |",
+        ms("floor_best_ms"),
+        ms("floor_median_ms")
+    );
     println!("| Sim::start in process, first | {:.2} | - |", ms("in_process_first_ms"));
     println!("| Sim::start in process, later | {:.2} | - |", ms("in_process_best_ms"));
     println!();
