@@ -542,4 +542,29 @@ mod tests {
         pipe_r.read_to_string(&mut out).unwrap();
         assert_eq!(out, "hi!");
     }
+
+    /// A read that stops after the bytes carrying descriptors leaves the readiness set, so the
+    /// bytes queued behind them are read without any new readiness event; a short read without
+    /// descriptors drained the socket.
+    #[tokio::test]
+    async fn bytes_behind_descriptors_are_read_without_a_new_event() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (a, b) = (Stream::Unix(a).into_socket().unwrap(), Stream::Unix(b).into_socket().unwrap());
+        let (_pipe_r, pipe_w) = std::io::pipe().unwrap();
+        a.write(b"plain,", &[]).await.unwrap();
+        a.write(b"with-fd,", &[pipe_w.as_fd()]).await.unwrap();
+        a.write(b"after", &[]).await.unwrap();
+        let mut buf = [0u8; 64];
+        let mut fds = Vec::new();
+        let mut got = Vec::new();
+        while got.len() < b"plain,with-fd,after".len() {
+            let n = tokio::time::timeout(std::time::Duration::from_secs(10), b.read_with_fds(&mut buf, &mut fds))
+                .await
+                .expect("bytes behind descriptors must be read without a new readiness event")
+                .unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"plain,with-fd,after");
+        assert_eq!(fds.len(), 1);
+    }
 }
