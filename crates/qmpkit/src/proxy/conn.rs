@@ -184,7 +184,10 @@ impl Conn {
         let writer = write(&socket, &outbox);
         tokio::pin!(executor, writer);
         let mut gone = this.upstream.gone.clone();
+        // In this order, so that the executor takes a request in the same poll that read it
+        // rather than in one more, and without drawing a random order at each poll.
         let ended = tokio::select! {
+            biased;
             ended = &mut reader => ended,
             () = &mut executor => Ended::Output,
             ended = &mut writer => ended,
