@@ -522,6 +522,38 @@ mod tests {
         );
     }
 
+    /// Messages are written at once only while nothing is queued: once the socket was full,
+    /// later messages wait behind the queued ones even when the peer has made room, and the
+    /// peer reads everything in order.
+    #[tokio::test]
+    async fn nothing_written_at_once_overtakes_what_is_queued() {
+        use tokio::io::AsyncReadExt;
+        let (a, mut b) = tokio::net::UnixStream::pair().unwrap();
+        let socket = Arc::new(Stream::Unix(a).into_socket().unwrap());
+        let outbox = Arc::new(Outbox::new(1 << 30, Some(socket.clone())));
+        let mut expected = Vec::new();
+        let mut n = 0u32;
+        while outbox.lock().queue.is_empty() {
+            let message = format!("{n:08}").repeat(512).into_bytes();
+            expected.extend_from_slice(&message);
+            outbox.push_own(message);
+            n += 1;
+        }
+        let mut received = vec![0; expected.len() + 4];
+        b.read_exact(&mut received[..4096]).await.unwrap();
+        outbox.push_own(b"last".to_vec());
+        expected.extend_from_slice(b"last");
+        assert_eq!(outbox.lock().queue.len(), 2, "the last message waits behind the queued one");
+        let writer = tokio::spawn({
+            let (socket, outbox) = (socket.clone(), outbox.clone());
+            async move { write(&socket, &outbox).await }
+        });
+        b.read_exact(&mut received[4096..]).await.unwrap();
+        assert!(received == expected, "the peer reads every message in order");
+        outbox.close();
+        assert!(matches!(writer.await.unwrap(), Ended::Output));
+    }
+
     #[test]
     fn the_outbox_refuses_past_its_bound() {
         let outbox = Outbox::new(10, None);
