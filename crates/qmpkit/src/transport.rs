@@ -200,21 +200,26 @@ impl Socket {
         buf: &mut [u8],
         mut fds: Option<&mut Vec<OwnedFd>>,
     ) -> Poll<io::Result<usize>> {
-        let with_fds = fds.is_some() && self.unix;
         let len = buf.len();
         loop {
             let mut guard = std::task::ready!(self.fd.poll_read_ready(cx))?;
+            let mut got_fds = false;
             let read = guard.try_io(|fd| match fds.as_deref_mut() {
-                Some(fds) if self.unix => recv_fds(fd.as_fd(), buf, fds),
+                Some(fds) if self.unix => {
+                    let before = fds.len();
+                    let n = recv_fds(fd.as_fd(), buf, fds)?;
+                    got_fds = fds.len() > before;
+                    Ok(n)
+                }
                 _ => Ok(rustix::net::recv(fd, &mut *buf, RecvFlags::empty())?.0),
             });
             match read {
                 Ok(Ok(n)) => {
-                    // A short plain read drained the socket, so the next read would only say
-                    // "would block": wait for the next readiness event instead, as tokio's own
-                    // streams do. Not with descriptors: `recvmsg` on a unix socket also stops
-                    // short before a message that carries descriptors, with more data waiting.
-                    if !with_fds && n > 0 && n < len {
+                    // A short read drained the socket, so the next read would only say "would
+                    // block": wait for the next readiness event instead, as tokio's own streams
+                    // do. Not when descriptors came: `recvmsg` on a unix stream socket stops
+                    // right after the bytes that carried them, with more data possibly waiting.
+                    if !got_fds && n > 0 && n < len {
                         guard.clear_ready();
                     }
                     return Poll::Ready(Ok(n));
@@ -243,11 +248,8 @@ impl Socket {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::Unsupported, "file descriptors need a unix socket")));
         }
         loop {
-            let sent = if fds.is_empty() {
-                rustix::net::send(self.fd.get_ref(), bytes, SendFlags::NOSIGNAL).map_err(io::Error::from)
-            } else {
-                send_fds(self.fd.get_ref().as_fd(), bytes, fds)
-            };
+            let sent =
+                if fds.is_empty() { self.try_write(bytes) } else { send_fds(self.fd.get_ref().as_fd(), bytes, fds) };
             let mut waiter = self.write_waiter.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             match sent {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -265,6 +267,16 @@ impl Socket {
                 }
             }
         }
+    }
+
+    /// Writes some of `bytes` if the socket has room now, without waiting for it, and returns
+    /// how many bytes went.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::WouldBlock`] when the send buffer is full; the OS error when writing
+    /// fails.
+    pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+        rustix::net::send(self.fd.get_ref(), bytes, SendFlags::NOSIGNAL).map_err(io::Error::from)
     }
 
     /// Shuts down the writing direction, so the peer reads the end of the stream.
@@ -529,5 +541,30 @@ mod tests {
         let mut out = String::new();
         pipe_r.read_to_string(&mut out).unwrap();
         assert_eq!(out, "hi!");
+    }
+
+    /// A read that stops after the bytes carrying descriptors leaves the readiness set, so the
+    /// bytes queued behind them are read without any new readiness event; a short read without
+    /// descriptors drained the socket.
+    #[tokio::test]
+    async fn bytes_behind_descriptors_are_read_without_a_new_event() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (a, b) = (Stream::Unix(a).into_socket().unwrap(), Stream::Unix(b).into_socket().unwrap());
+        let (_pipe_r, pipe_w) = std::io::pipe().unwrap();
+        a.write(b"plain,", &[]).await.unwrap();
+        a.write(b"with-fd,", &[pipe_w.as_fd()]).await.unwrap();
+        a.write(b"after", &[]).await.unwrap();
+        let mut buf = [0u8; 64];
+        let mut fds = Vec::new();
+        let mut got = Vec::new();
+        while got.len() < b"plain,with-fd,after".len() {
+            let n = tokio::time::timeout(std::time::Duration::from_secs(10), b.read_with_fds(&mut buf, &mut fds))
+                .await
+                .expect("bytes behind descriptors must be read without a new readiness event")
+                .unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"plain,with-fd,after");
+        assert_eq!(fds.len(), 1);
     }
 }

@@ -292,7 +292,13 @@ impl Driver {
                     }
                 }
             }
-            self.out.push_back(Outgoing { bytes: transmit.bytes, written: 0, fds });
+            // A command without descriptors joins the one queued before it, so that a burst
+            // of commands goes out in one system call. Descriptors go with the first bytes of
+            // their own command, so a command that has them is never appended to another.
+            match self.out.back_mut() {
+                Some(back) if fds.is_empty() && back.fds.is_empty() => back.bytes.extend_from_slice(&transmit.bytes),
+                _ => self.out.push_back(Outgoing { bytes: transmit.bytes, written: 0, fds }),
+            }
         }
     }
 

@@ -39,6 +39,8 @@ impl Out {
 struct OutState {
     queue: VecDeque<Out>,
     bytes: usize,
+    /// The writer holds bytes it took from the queue and has not written all of yet.
+    writing: bool,
     /// No more messages are taken: the client is going, or it stopped reading.
     closed: bool,
     overflowed: bool,
@@ -47,27 +49,45 @@ struct OutState {
 /// A client's output queue, bounded in bytes (counting what is being written). Writers never
 /// wait on it: a push that would go past the bound marks the client as one that stopped
 /// reading, and it is disconnected.
+///
+/// A message that nothing waits before is written to the socket at once, by whoever pushes
+/// it, when the socket has room: that is nearly every reply of a client that reads, and it
+/// spares waking the writer and copying the message again. Only what does not go out at once
+/// is queued, and the writer waits for room for it.
 pub(crate) struct Outbox {
     state: Mutex<OutState>,
     ready: Notify,
     /// Told when the bound is passed, so that a writer stuck on a full socket gives up.
     overflow: Notify,
     limit: usize,
+    /// The client's socket, for the writes made at once.
+    socket: Option<Arc<Socket>>,
 }
 
 impl Outbox {
-    fn new(limit: usize) -> Self {
-        Outbox { state: Mutex::new(OutState::default()), ready: Notify::new(), overflow: Notify::new(), limit }
+    fn new(limit: usize, socket: Option<Arc<Socket>>) -> Self {
+        Outbox { state: Mutex::new(OutState::default()), ready: Notify::new(), overflow: Notify::new(), limit, socket }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, OutState> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn push(&self, out: Out) {
+    fn push(&self, mut out: Out) {
         let mut state = self.lock();
         if state.closed {
             return;
+        }
+        // Written at once only while nothing is queued or being written, so that the order
+        // holds; the lock is held across the (non-blocking) write for the same reason.
+        if let Some(socket) = self.socket.as_deref().filter(|_| state.queue.is_empty() && !state.writing) {
+            match socket.try_write(out.bytes()) {
+                Ok(n) if n == out.bytes().len() => return,
+                Ok(n) => out = Out::Own(out.bytes()[n..].to_vec()),
+                // No room (the writer waits for it), or the socket failed (the writer finds
+                // out and ends the connection).
+                Err(_) => {}
+            }
         }
         let len = out.bytes().len();
         // A message larger than the bound still goes through an empty queue, so that the
@@ -145,7 +165,8 @@ impl Conn {
             }
         };
         let this = Arc::new(self);
-        let outbox = Arc::new(Outbox::new(this.settings.output_limit));
+        let socket = Arc::new(socket);
+        let outbox = Arc::new(Outbox::new(this.settings.output_limit, Some(socket.clone())));
         let negotiated = Arc::new(AtomicBool::new(false));
         let session = ServerSession::new(this.upstream.config.clone());
         outbox.push_own(session.greeting());
@@ -163,7 +184,10 @@ impl Conn {
         let writer = write(&socket, &outbox);
         tokio::pin!(executor, writer);
         let mut gone = this.upstream.gone.clone();
+        // In this order, so that the executor takes a request in the same poll that read it
+        // rather than in one more, and without drawing a random order at each poll.
         let ended = tokio::select! {
+            biased;
             ended = &mut reader => ended,
             () = &mut executor => Ended::Output,
             ended = &mut writer => ended,
@@ -453,6 +477,7 @@ async fn write(socket: &Socket, outbox: &Outbox) -> Ended {
             for out in state.queue.drain(..) {
                 buf.extend_from_slice(out.bytes());
             }
+            state.writing = !buf.is_empty();
             buf.len()
         };
         if taken == 0 {
@@ -471,7 +496,9 @@ async fn write(socket: &Socket, outbox: &Outbox) -> Ended {
                 Ok(n) => sent += n,
             }
         }
-        outbox.lock().bytes -= taken;
+        let mut state = outbox.lock();
+        state.bytes -= taken;
+        state.writing = false;
     }
 }
 
@@ -495,9 +522,41 @@ mod tests {
         );
     }
 
+    /// Messages are written at once only while nothing is queued: once the socket was full,
+    /// later messages wait behind the queued ones even when the peer has made room, and the
+    /// peer reads everything in order.
+    #[tokio::test]
+    async fn nothing_written_at_once_overtakes_what_is_queued() {
+        use tokio::io::AsyncReadExt;
+        let (a, mut b) = tokio::net::UnixStream::pair().unwrap();
+        let socket = Arc::new(Stream::Unix(a).into_socket().unwrap());
+        let outbox = Arc::new(Outbox::new(1 << 30, Some(socket.clone())));
+        let mut expected = Vec::new();
+        let mut n = 0u32;
+        while outbox.lock().queue.is_empty() {
+            let message = format!("{n:08}").repeat(512).into_bytes();
+            expected.extend_from_slice(&message);
+            outbox.push_own(message);
+            n += 1;
+        }
+        let mut received = vec![0; expected.len() + 4];
+        b.read_exact(&mut received[..4096]).await.unwrap();
+        outbox.push_own(b"last".to_vec());
+        expected.extend_from_slice(b"last");
+        assert_eq!(outbox.lock().queue.len(), 2, "the last message waits behind the queued one");
+        let writer = tokio::spawn({
+            let (socket, outbox) = (socket.clone(), outbox.clone());
+            async move { write(&socket, &outbox).await }
+        });
+        b.read_exact(&mut received[4096..]).await.unwrap();
+        assert!(received == expected, "the peer reads every message in order");
+        outbox.close();
+        assert!(matches!(writer.await.unwrap(), Ended::Output));
+    }
+
     #[test]
     fn the_outbox_refuses_past_its_bound() {
-        let outbox = Outbox::new(10);
+        let outbox = Outbox::new(10, None);
         outbox.push_own(vec![0; 6]);
         outbox.push_own(vec![0; 6]);
         let state = outbox.lock();

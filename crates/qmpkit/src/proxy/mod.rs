@@ -47,7 +47,10 @@
 //!   which slows it alone.
 //! - **Slow readers.** Everything written to a client goes through its own output queue,
 //!   bounded in bytes (1 MiB by default, [`ProxyBuilder::output_limit`]). A client that stops
-//!   reading fills it and is then disconnected; events for the others are not held up.
+//!   reading fills it and is then disconnected; events for the others are not held up. A
+//!   message that nothing waits before is written to the client's socket at once, by the
+//!   task that has it (no system call waits: a full socket queues it instead), so a client
+//!   that reads costs one `send` per reply and no hand-over to a writer.
 //! - **`qmp_capabilities`** is answered by the proxy for each client
 //!   ([`ServerSession`](qmpkit_proto::ServerSession)): it
 //!   never reaches QEMU, whose own negotiation the proxy did once. A client may enable `oob`
