@@ -7,8 +7,15 @@
 //! proxy with 1, 10 and 100 concurrent clients (a QEMU monitor serves one client at a time, so
 //! only the proxy can have more). Each round runs them all, direct and proxied taking turns
 //! at going first, with a fresh proxy; the table shows each figure's median over the rounds.
+//!
+//! Beside them, the floor of any proxy in a process of its own: a byte forwarder (this binary
+//! in a hidden mode: two blocking threads copying bytes between the client and QEMU, with no
+//! parsing at all), measured in the same rounds. What it adds in latency and CPU, the extra
+//! hop through a process costs on this machine whatever the proxy does.
 
-use std::path::Path;
+use std::ffi::OsStr;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,10 +39,17 @@ pub(crate) struct Args {
     /// Run the proxy without `oob` upstream.
     #[arg(long)]
     no_oob: bool,
+    /// Internal: forward clients byte for byte to the QEMU socket UPSTREAM from the socket
+    /// LISTEN, one at a time (the floor scenario's process).
+    #[arg(long, hide = true, num_args = 2, value_names = ["UPSTREAM", "LISTEN"])]
+    forward: Option<Vec<PathBuf>>,
 }
 
 /// Runs the benchmark.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    if let Some([upstream, listen]) = args.forward.as_deref() {
+        return forward(upstream, listen);
+    }
     run_and_report("proxy", args.json, |dir| measure(args.n, args.rounds, args.no_oob, dir), print_table)
 }
 
@@ -46,18 +60,30 @@ fn measure(n: usize, rounds: usize, no_oob: bool, dir: &Path) -> anyhow::Result<
     let proxy_path = dir.join("proxy.sock");
     // Direct and proxied runs take turns, first one then the other, so that a change in the
     // machine's load (or QEMU warming up) does not fall on one side only.
-    let mut samples: Vec<Vec<Value>> = vec![Vec::new(); 4];
+    let forward_path = dir.join("forward.sock");
+    let mut samples: Vec<Vec<Value>> = vec![Vec::new(); 5];
     for round in 0..rounds.max(1) {
         let direct = || scenario("direct, 1 client", qemu_pid, None, || concurrent(&qemu_path, 1, n));
         if round % 2 == 0 {
             samples[0].push(direct()?);
         }
-        let proxy = Proxy::start(&qemu_path, &proxy_path, no_oob)?;
+        let mut args = vec![OsStr::new("proxy")];
+        if no_oob {
+            args.push(OsStr::new("--no-oob"));
+        }
+        args.extend([OsStr::new("--upstream"), qemu_path.as_os_str(), OsStr::new("--listen"), proxy_path.as_os_str()]);
+        let proxy = Proxy::start(&args, &proxy_path)?;
         for (i, clients) in [1, 10, 100].into_iter().enumerate() {
             let name = format!("proxy, {clients} client{}", if clients == 1 { "" } else { "s" });
             samples[i + 1].push(scenario(&name, qemu_pid, Some(proxy.0.id()), || concurrent(&proxy_path, clients, n))?);
         }
         drop(proxy);
+        let args = ["bench", "proxy", "--forward"].map(OsStr::new);
+        let forwarder =
+            Proxy::start(&[&args[..], &[qemu_path.as_os_str(), forward_path.as_os_str()]].concat(), &forward_path)?;
+        let name = "byte forwarder (floor), 1 client";
+        samples[4].push(scenario(name, qemu_pid, Some(forwarder.0.id()), || concurrent(&forward_path, 1, n))?);
+        drop(forwarder);
         if round % 2 == 1 {
             samples[0].push(direct()?);
         }
@@ -75,7 +101,15 @@ fn measure(n: usize, rounds: usize, no_oob: bool, dir: &Path) -> anyhow::Result<
         "ops_100_clients_vs_direct_1_client": {"measured": throughput, "goal": ">= 1.0", "met": throughput >= 1.0},
         "proxy_cpu_vs_qemu_cpu_per_command": {"measured": cpu, "goal": "<= 0.2", "met": cpu <= 0.2},
     });
-    Ok(json!({"n": n, "rounds": rounds, "upstream_oob": !no_oob, "scenarios": rows, "goals": goals}))
+    // What any proxy in a process of its own adds here, for reading the goals above.
+    let floors = json!({
+        "added_latency_p50": figure(4, "p50_us") / figure(0, "p50_us") - 1.0,
+        "added_latency_p99": figure(4, "p99_us") / figure(0, "p99_us") - 1.0,
+        "cpu_vs_qemu_cpu_per_command": figure(4, "proxy_cpu_us_per_op") / figure(0, "qemu_cpu_us_per_op"),
+    });
+    Ok(
+        json!({"n": n, "rounds": rounds, "upstream_oob": !no_oob, "scenarios": rows, "goals": goals, "forwarder_floor": floors}),
+    )
 }
 
 /// The median of each figure over the rounds of one scenario.
@@ -91,18 +125,14 @@ fn median_row(samples: &[Value]) -> Value {
     row
 }
 
-/// `qmp proxy` in a process of its own, killed when dropped.
+/// `qmp proxy` (or the byte forwarder) in a process of its own, killed when dropped.
 struct Proxy(Child);
 
 impl Proxy {
-    fn start(upstream: &Path, listen: &Path, no_oob: bool) -> anyhow::Result<Proxy> {
+    /// Runs this binary with `args` and waits until it serves a client on `listen`.
+    fn start(args: &[&OsStr], listen: &Path) -> anyhow::Result<Proxy> {
         let child = Command::new(std::env::current_exe()?)
-            .arg("proxy")
-            .args(no_oob.then_some("--no-oob"))
-            .arg("--upstream")
-            .arg(upstream)
-            .arg("--listen")
-            .arg(listen)
+            .args(args)
             .stdin(Stdio::null())
             .spawn()
             .context("starting qmp proxy")?;
@@ -175,6 +205,14 @@ fn print_table(report: &Value) {
         );
     }
     println!();
+    let floor = &report["forwarder_floor"];
+    println!(
+        "The floor (a byte forwarder in a process of its own) adds p50 {:+.1}%, p99 {:+.1}%, and spends {:.3} of QEMU's CPU per command.",
+        floor["added_latency_p50"].as_f64().unwrap_or(f64::NAN) * 100.0,
+        floor["added_latency_p99"].as_f64().unwrap_or(f64::NAN) * 100.0,
+        floor["cpu_vs_qemu_cpu_per_command"].as_f64().unwrap_or(f64::NAN),
+    );
+    println!();
     println!("| goal | measured | target | met |");
     println!("|---|---:|---|---|");
     for (name, goal) in report["goals"].as_object().into_iter().flatten() {
@@ -204,4 +242,27 @@ fn concurrent(path: &Path, clients: usize, n: usize) -> anyhow::Result<Vec<Durat
 /// benchmark on a proxy that stopped answering.
 fn connect(path: &Path) -> anyhow::Result<Raw> {
     Raw::connect(path, false, Wait::Read, Some(Duration::from_secs(30)))
+}
+
+/// The floor scenario's process: accepts one client at a time on `listen`, connects it to
+/// QEMU at `upstream`, and copies bytes both ways on two blocking threads, parsing nothing.
+fn forward(upstream: &Path, listen: &Path) -> anyhow::Result<()> {
+    // The previous round's forwarder was killed and left its socket in the bench's own folder.
+    let _ = std::fs::remove_file(listen);
+    let listener = UnixListener::bind(listen).with_context(|| format!("cannot listen on {}", listen.display()))?;
+    for client in listener.incoming() {
+        let client = client?;
+        let qemu =
+            UnixStream::connect(upstream).with_context(|| format!("cannot reach QEMU at {}", upstream.display()))?;
+        let (mut from_client, mut to_qemu) = (client.try_clone()?, qemu.try_clone()?);
+        let up = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from_client, &mut to_qemu);
+            let _ = to_qemu.shutdown(std::net::Shutdown::Write);
+        });
+        let (mut from_qemu, mut to_client) = (qemu, client);
+        let _ = std::io::copy(&mut from_qemu, &mut to_client);
+        let _ = to_client.shutdown(std::net::Shutdown::Both);
+        let _ = up.join();
+    }
+    Ok(())
 }
