@@ -59,13 +59,9 @@ pub(crate) fn cpu_time() -> Duration {
 
 /// The median of each figure over several rounds.
 pub(crate) fn median_figures(samples: &[Figures]) -> Figures {
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-    };
     Figures {
-        ops_per_sec: median(samples.iter().map(|f| f.ops_per_sec).collect()),
-        cpu_us_per_op: median(samples.iter().map(|f| f.cpu_us_per_op).collect()),
+        ops_per_sec: shared::median(samples.iter().map(|f| f.ops_per_sec)),
+        cpu_us_per_op: shared::median(samples.iter().map(|f| f.cpu_us_per_op)),
     }
 }
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use super::shared::{Raw, Wait, cpu_ns, run_and_report};
+use super::shared::{Raw, Wait, cpu_ns, median_row, run_and_report};
 
 /// Arguments of `qmp bench proxy`.
 #[derive(Debug, clap::Args)]
@@ -88,7 +88,8 @@ fn measure(n: usize, rounds: usize, no_oob: bool, dir: &Path) -> anyhow::Result<
             samples[0].push(direct()?);
         }
     }
-    let rows: Vec<Value> = samples.iter().map(|s| median_row(s)).collect();
+    let keys = ["ops_per_s", "p50_us", "p99_us", "qemu_cpu_us_per_op", "proxy_cpu_us_per_op"];
+    let rows: Vec<Value> = samples.iter().map(|rounds| median_row(rounds, &keys)).collect();
 
     let figure = |row: usize, key: &str| rows[row][key].as_f64().unwrap_or(f64::NAN);
     let added_p50 = figure(1, "p50_us") / figure(0, "p50_us") - 1.0;
@@ -110,19 +111,6 @@ fn measure(n: usize, rounds: usize, no_oob: bool, dir: &Path) -> anyhow::Result<
     Ok(
         json!({"n": n, "rounds": rounds, "upstream_oob": !no_oob, "scenarios": rows, "goals": goals, "forwarder_floor": floors}),
     )
-}
-
-/// The median of each figure over the rounds of one scenario.
-fn median_row(samples: &[Value]) -> Value {
-    let mut row = samples[0].clone();
-    for key in ["ops_per_s", "p50_us", "p99_us", "qemu_cpu_us_per_op", "proxy_cpu_us_per_op"] {
-        let mut values: Vec<f64> = samples.iter().filter_map(|s| s[key].as_f64()).collect();
-        values.sort_by(f64::total_cmp);
-        if let Some(&median) = values.get(values.len() / 2) {
-            row[key] = json!(median);
-        }
-    }
-    row
 }
 
 /// `qmp proxy` (or the byte forwarder) in a process of its own, killed when dropped.

@@ -28,7 +28,7 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::shared::{REQUEST, Raw, Wait, cpu_ns, rss_bytes, run_and_report, switches, wait_readable};
+use super::shared::{REQUEST, Raw, Wait, cpu_ns, median, rss_bytes, run_and_report, switches, wait_readable};
 
 /// Arguments of `qmp bench server`.
 #[derive(Debug, clap::Args)]
@@ -294,16 +294,6 @@ fn ratios(a: &Row, b: &Row) -> RatioRow {
         p99: median(rounds.iter().map(|r| r.p99)),
     };
     RatioRow { median, rounds }
-}
-
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        len if len % 2 == 1 => v[len / 2],
-        len => (v[len / 2 - 1] + v[len / 2]) / 2.0,
-    }
 }
 
 fn median_sample(rounds: &[Sample]) -> Sample {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde::Serialize;
+use serde_json::Value;
 
 /// The command every round trip sends.
 pub(super) const REQUEST: &[u8] = b"{\"execute\":\"query-status\"}";
@@ -145,6 +146,31 @@ pub(super) fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     Ok(kib * 1024)
 }
 
+/// The median of `values` (the mean of the middle two when their number is even); NaN when
+/// there are none.
+pub(super) fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        len if len % 2 == 1 => v[len / 2],
+        len => (v[len / 2 - 1] + v[len / 2]) / 2.0,
+    }
+}
+
+/// One scenario's row over its rounds: each figure named in `keys` is the median of the
+/// rounds' (JSON objects), the other fields are the first round's.
+pub(super) fn median_row(rounds: &[Value], keys: &[&str]) -> Value {
+    let mut row = rounds.first().cloned().unwrap_or(Value::Null);
+    for &key in keys {
+        let figures: Vec<f64> = rounds.iter().filter_map(|r| r[key].as_f64()).collect();
+        if !figures.is_empty() {
+            row[key] = serde_json::json!(median(figures));
+        }
+    }
+    row
+}
+
 /// Runs `measure` in a directory of its own under the system's temporary directory (named
 /// after `bench` and this process), removes the directory whatever the outcome, then prints
 /// the report: as JSON with `json`, else with `table`.
@@ -169,4 +195,27 @@ pub(super) fn report<R: Serialize>(json: bool, report: &R, table: impl FnOnce(&R
         table(report);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn medians_take_the_middle_or_the_mean_of_the_middle_two() {
+        assert_eq!(median([3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median([10.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median([]).is_nan());
+        let rounds = [
+            json!({"scenario": "s", "ops": 1.0, "p50": 9.0, "note": "first"}),
+            json!({"scenario": "s", "ops": 3.0, "p50": 1.0, "note": "second"}),
+            json!({"scenario": "s", "ops": 2.0, "p50": 5.0, "note": "third"}),
+        ];
+        assert_eq!(
+            median_row(&rounds, &["ops", "p50", "absent"]),
+            json!({"scenario": "s", "ops": 2.0, "p50": 5.0, "note": "first"})
+        );
+        assert_eq!(median_row(&[], &["ops"]), Value::Null);
+    }
 }

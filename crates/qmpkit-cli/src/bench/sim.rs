@@ -20,7 +20,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::server::{Load, raise_fd_limit, scenario_row, spawn_self};
-use super::shared::rss_bytes;
+use super::shared::{median, median_row, rss_bytes, run_and_report};
 
 /// Arguments of `qmp bench sim`.
 #[derive(Debug, clap::Args)]
@@ -46,12 +46,7 @@ const STARTS: usize = 10;
 /// Runs the benchmark.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     raise_fd_limit();
-    let dir = std::env::temp_dir().join(format!("qmp-bench-sim-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let result = measure(&args, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    let report = result?;
-    super::shared::report(args.json, &report, print_table)
+    run_and_report("sim", args.json, |dir| measure(&args, dir), print_table)
 }
 
 /// A child process that is killed when dropped.
@@ -62,11 +57,6 @@ impl Drop for Process {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn measure(args: &Args, dir: &Path) -> anyhow::Result<Value> {
@@ -164,19 +154,8 @@ fn measure(args: &Args, dir: &Path) -> anyhow::Result<Value> {
     }
     drop(sim);
     drop(bare);
-    let field_median = |rows: &[Value], key: &str| median(rows.iter().filter_map(|r| r[key].as_f64()).collect());
-    let rows: Vec<Value> = samples
-        .iter()
-        .map(|(name, rows)| {
-            json!({
-                "scenario": name,
-                "ops_per_s": field_median(rows, "ops_per_s"),
-                "p50_us": field_median(rows, "p50_us"),
-                "p99_us": field_median(rows, "p99_us"),
-                "server_cpu_us_per_op": field_median(rows, "server_cpu_us_per_op"),
-            })
-        })
-        .collect();
+    let keys = ["ops_per_s", "p50_us", "p99_us", "server_cpu_us_per_op"];
+    let rows: Vec<Value> = samples.iter().map(|(_, rounds)| median_row(rounds, &keys)).collect();
 
     let figure = |name: &str, key: &str| rows.iter().find(|r| r["scenario"] == name).and_then(|r| r[key].as_f64());
     let ops = |name: &str| figure(name, "ops_per_s");
