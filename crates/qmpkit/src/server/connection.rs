@@ -158,7 +158,7 @@ pub(crate) struct Connection<T: Io> {
     registry: Arc<Registry>,
     /// The registry being built: the connection greets meanwhile but takes no request.
     lazy: Option<Arc<LazyRegistry>>,
-    /// Whether this connection has a blocking task waiting for `lazy`.
+    /// Whether this connection has a blocking task waiting for `lazy`, to wake it.
     lazy_waiting: bool,
     shared: Arc<Shared>,
     hub: Arc<Hub>,
@@ -398,12 +398,21 @@ impl<T: Io> Connection<T> {
     /// Takes requests from buffered input and reads more when the buffer has none.
     fn take_input(&mut self, cx: &mut TaskContext<'_>) -> io::Result<bool> {
         if let Some(lazy) = &self.lazy {
-            match lazy.poll_get(cx, &mut self.lazy_waiting) {
-                Poll::Ready(registry) => {
+            match lazy.ready_now() {
+                Some(registry) => {
                     self.registry = registry;
                     self.lazy = None;
                 }
-                Poll::Pending => return Ok(false),
+                None => {
+                    // The task's waker is registered in `conn` before this check, so the
+                    // wake after the build cannot be missed.
+                    if !self.lazy_waiting {
+                        self.lazy_waiting = true;
+                        let conn = self.conn.clone();
+                        lazy.wait_then(move || conn.wake());
+                    }
+                    return Ok(false);
+                }
             }
         }
         let mut progress = false;

@@ -5,11 +5,15 @@
 //! [`LazyRegistry`] lets a server listen and greet at once: the registry is built on a
 //! blocking thread when the server starts serving, and each connection holds its first
 //! request until the registry is ready. Servers that share one `LazyRegistry` build it once.
+//!
+//! A connection that must wait does so on a blocking thread of its own runtime, which wakes
+//! the connection before it ends: a runtime whose clock is paused (`tokio::time::pause`)
+//! sees that thread busy and does not jump its clock meanwhile, even when another runtime is
+//! building the registry, so that no timeout fires while the registry is being built.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::task::{Context as TaskContext, Poll, Waker};
 
 use super::registry::Registry;
 
@@ -23,9 +27,6 @@ pub struct LazyRegistry {
     make: Mutex<Option<Make>>,
     /// Whether a background build was started, so that it is started once.
     started: AtomicBool,
-    /// Connections waiting for the registry. Only connections accepted while it is being
-    /// built wait, once each, so the list stays as short as that window is.
-    waiting: Mutex<Vec<Waker>>,
 }
 
 impl std::fmt::Debug for LazyRegistry {
@@ -46,7 +47,6 @@ impl LazyRegistry {
             registry: OnceLock::new(),
             make: Mutex::new(Some(Box::new(make))),
             started: AtomicBool::new(false),
-            waiting: Mutex::new(Vec::new()),
         })
     }
 
@@ -56,7 +56,6 @@ impl LazyRegistry {
             registry: OnceLock::from(registry),
             make: Mutex::new(None),
             started: AtomicBool::new(true),
-            waiting: Mutex::new(Vec::new()),
         })
     }
 
@@ -68,7 +67,7 @@ impl LazyRegistry {
             return registry;
         }
         self.started.store(true, Ordering::Relaxed);
-        let registry = self.registry.get_or_init(|| {
+        self.registry.get_or_init(|| {
             let make = self.make.lock().unwrap_or_else(PoisonError::into_inner).take();
             let made = make.map(|make| std::panic::catch_unwind(AssertUnwindSafe(make)));
             match made {
@@ -79,11 +78,7 @@ impl LazyRegistry {
                 }
                 None => Arc::new(Registry::new()),
             }
-        });
-        // Set before the waiters are taken: a waiter that registers after this sees it.
-        let waiting = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner));
-        waiting.into_iter().for_each(Waker::wake);
-        registry
+        })
     }
 
     /// The registry if it is built.
@@ -96,41 +91,17 @@ impl LazyRegistry {
         if self.registry.get().is_some() || self.started.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.spawn_get();
+        self.wait_then(|| {});
     }
 
-    /// Builds the registry, or waits for it, on a blocking thread of this runtime.
-    fn spawn_get(self: &Arc<Self>) {
+    /// On a blocking thread of this runtime: builds the registry, or waits while another
+    /// thread builds it, then calls `ready` (which wakes whoever waits, before the thread
+    /// ends; see the module docs).
+    pub(crate) fn wait_then(self: &Arc<Self>, ready: impl FnOnce() + Send + 'static) {
         let lazy = self.clone();
         tokio::task::spawn_blocking(move || {
             lazy.get();
+            ready();
         });
-    }
-
-    /// The registry when it is ready; otherwise wakes `cx` when it is. A connection calls
-    /// it with its own `waiting` flag: the first time it has to wait, it waits on a blocking
-    /// thread of its own runtime (which also builds the registry if nobody has begun). A
-    /// runtime whose clock is paused (`tokio::time::pause`) sees that thread busy and does
-    /// not jump its clock meanwhile, even when another runtime is building the registry,
-    /// so that no timeout fires while the registry is being built.
-    pub(crate) fn poll_get(self: &Arc<Self>, cx: &mut TaskContext<'_>, waiting: &mut bool) -> Poll<Arc<Registry>> {
-        if let Some(registry) = self.registry.get() {
-            return Poll::Ready(registry.clone());
-        }
-        {
-            let mut waiters = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-            if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                waiters.push(cx.waker().clone());
-            }
-        }
-        if !*waiting {
-            *waiting = true;
-            self.started.store(true, Ordering::Relaxed);
-            self.spawn_get();
-        }
-        match self.registry.get() {
-            Some(registry) => Poll::Ready(registry.clone()),
-            None => Poll::Pending,
-        }
     }
 }
