@@ -27,6 +27,7 @@
 //! * Object members are written in the [`serde_json::Map`]'s order (insertion order), where
 //!   QEMU writes its hash table's order.
 
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
 /// The deepest nesting [`parse_input`] accepts, far above QEMU's streamer limit of 1024, so that
@@ -69,58 +70,108 @@ fn stray(token: &[u8]) -> String {
     format!("{PREFIX}stray '{}'", String::from_utf8_lossy(&token[..end]))
 }
 
-/// Splits a frame into tokens with the rules of QEMU's lexer in server mode.
-fn tokenize(input: &[u8]) -> Result<Vec<Token>, String> {
-    let mut tokens = Vec::new();
-    let n = input.len();
-    let mut i = 0;
-    while i < n {
-        let start = i;
-        let b = input[i];
-        i += 1;
-        let kind = match b {
-            b' ' | b'\t' | b'\r' | b'\n' => continue,
-            b'{' => Kind::LCurly,
-            b'}' => Kind::RCurly,
-            b'[' => Kind::LSquare,
-            b']' => Kind::RSquare,
-            b':' => Kind::Colon,
-            b',' => Kind::Comma,
-            b'"' | b'\'' => {
-                loop {
-                    let Some(&c) = input.get(i) else {
-                        return Err(parse_error(b"premature EOI"));
-                    };
-                    i += 1;
-                    if c == b {
-                        break;
-                    }
-                    if c == b'\\' {
-                        let Some(&e) = input.get(i) else {
+/// QEMU's lexer in server mode over one frame, producing tokens as the parser asks for them.
+///
+/// QEMU lexes a whole frame before parsing it, so a lexical error anywhere in the frame wins
+/// over any parse error; [`parse_input`] keeps that precedence by lexing the rest of the frame
+/// ([`Lexer::rest_error`]) before it reports a parse error.
+struct Lexer<'a> {
+    input: &'a [u8],
+    pos: usize,
+    /// A token lexed by [`Lexer::peek`] and not yet taken.
+    peeked: Option<Token>,
+}
+
+impl<'a> Lexer<'a> {
+    fn new(input: &'a [u8]) -> Self {
+        Lexer { input, pos: 0, peeked: None }
+    }
+
+    /// Takes the next token; `None` at the end of the frame.
+    fn next(&mut self) -> Result<Option<Token>, String> {
+        match self.peeked.take() {
+            Some(token) => Ok(Some(token)),
+            None => self.lex(),
+        }
+    }
+
+    /// The next token, left to be taken.
+    fn peek(&mut self) -> Result<Option<Token>, String> {
+        if self.peeked.is_none() {
+            self.peeked = self.lex()?;
+        }
+        Ok(self.peeked)
+    }
+
+    /// The lexical error in what is left of the frame, if there is one.
+    fn rest_error(&mut self) -> Option<String> {
+        loop {
+            match self.lex() {
+                Ok(Some(_)) => {}
+                Ok(None) => return None,
+                Err(error) => return Some(error),
+            }
+        }
+    }
+
+    /// Lexes the token at the current position, after any whitespace.
+    fn lex(&mut self) -> Result<Option<Token>, String> {
+        let input = self.input;
+        let n = input.len();
+        let mut i = self.pos;
+        let token = loop {
+            if i >= n {
+                self.pos = i;
+                return Ok(None);
+            }
+            let start = i;
+            let b = input[i];
+            i += 1;
+            let kind = match b {
+                b' ' | b'\t' | b'\r' | b'\n' => continue,
+                b'{' => Kind::LCurly,
+                b'}' => Kind::RCurly,
+                b'[' => Kind::LSquare,
+                b']' => Kind::RSquare,
+                b':' => Kind::Colon,
+                b',' => Kind::Comma,
+                b'"' | b'\'' => {
+                    loop {
+                        let Some(&c) = input.get(i) else {
                             return Err(parse_error(b"premature EOI"));
                         };
                         i += 1;
-                        if !(0x20..=0xFD).contains(&e) {
+                        if c == b {
+                            break;
+                        }
+                        if c == b'\\' {
+                            let Some(&e) = input.get(i) else {
+                                return Err(parse_error(b"premature EOI"));
+                            };
+                            i += 1;
+                            if !(0x20..=0xFD).contains(&e) {
+                                return Err(stray(&input[start..i]));
+                            }
+                        } else if !(0x20..=0xFD).contains(&c) {
                             return Err(stray(&input[start..i]));
                         }
-                    } else if !(0x20..=0xFD).contains(&c) {
-                        return Err(stray(&input[start..i]));
                     }
+                    Kind::Str
                 }
-                Kind::Str
-            }
-            b'-' | b'0'..=b'9' => lex_number(input, start, &mut i)?,
-            b'a'..=b'z' => {
-                while i < n && input[i].is_ascii_lowercase() {
-                    i += 1;
+                b'-' | b'0'..=b'9' => lex_number(input, start, &mut i)?,
+                b'a'..=b'z' => {
+                    while i < n && input[i].is_ascii_lowercase() {
+                        i += 1;
+                    }
+                    Kind::Keyword
                 }
-                Kind::Keyword
-            }
-            _ => return Err(stray(&input[start..i])),
+                _ => return Err(stray(&input[start..i])),
+            };
+            break Token { kind, start, end: i };
         };
-        tokens.push(Token { kind, start, end: i });
+        self.pos = i;
+        Ok(Some(token))
     }
-    Ok(tokens)
 }
 
 /// Lexes a number starting at `start` (QEMU's number states); `i` is just past its first byte.
@@ -321,112 +372,118 @@ enum Open {
 /// or `JSON parse error, expected separator in list`; a lexical error in the frame gives the
 /// framer's `JSON parse error, stray '...'`.
 pub fn parse_input(frame: &[u8]) -> Result<Value, String> {
-    let tokens = tokenize(frame)?;
+    let mut lexer = Lexer::new(frame);
+    match parse_tokens(frame, &mut lexer) {
+        Ok(value) => Ok(value),
+        Err(Failure::Lex(error)) => Err(error),
+        Err(Failure::Parse(error)) => Err(lexer.rest_error().unwrap_or(error)),
+    }
+}
+
+/// Why [`parse_tokens`] failed: a lexical error is final, a parse error yields to a lexical
+/// error later in the frame.
+enum Failure {
+    Lex(String),
+    Parse(String),
+}
+
+/// The parser of [`parse_input`], pulling tokens from `lexer`.
+fn parse_tokens(frame: &[u8], lexer: &mut Lexer<'_>) -> Result<Value, Failure> {
     let text = |t: &Token| &frame[t.start..t.end];
-    let mut next = 0;
     let mut stack: Vec<Open> = Vec::new();
-    let premature = || parse_error(b"premature EOI");
+    let premature = || Failure::Parse(parse_error(b"premature EOI"));
+    let failed = |msg: &[u8]| Failure::Parse(parse_error(msg));
     'value: loop {
         // parse_value()
-        let Some(tok) = tokens.get(next) else {
+        let Some(tok) = lexer.next().map_err(Failure::Lex)? else {
             return Err(premature());
         };
         let mut value = match tok.kind {
             Kind::LCurly | Kind::LSquare => {
-                next += 1;
-                let peek = tokens.get(next).ok_or_else(premature)?;
+                let peek = lexer.peek().map_err(Failure::Lex)?.ok_or_else(premature)?;
                 if stack.len() >= MAX_PARSE_DEPTH {
-                    return Err("JSON nesting depth limit exceeded".to_string());
+                    return Err(Failure::Parse("JSON nesting depth limit exceeded".to_string()));
                 }
                 if tok.kind == Kind::LCurly {
                     if peek.kind == Kind::RCurly {
-                        next += 1;
+                        lexer.peeked = None;
                         Value::Object(Map::new())
                     } else {
                         stack.push(Open::Key(Map::new()));
                         continue 'value;
                     }
                 } else if peek.kind == Kind::RSquare {
-                    next += 1;
+                    lexer.peeked = None;
                     Value::Array(Vec::new())
                 } else {
                     stack.push(Open::Array(Vec::new()));
                     continue 'value;
                 }
             }
-            Kind::Str => {
-                next += 1;
-                Value::String(parse_string(text(tok))?)
-            }
-            Kind::Integer | Kind::Float => {
-                next += 1;
-                // Number tokens are ASCII by construction.
-                parse_number(&String::from_utf8_lossy(text(tok)), tok.kind)
-            }
-            Kind::Keyword => {
-                next += 1;
-                match text(tok) {
-                    b"true" => Value::Bool(true),
-                    b"false" => Value::Bool(false),
-                    b"null" => Value::Null,
-                    word => {
-                        let mut msg = b"invalid keyword '".to_vec();
-                        msg.extend_from_slice(word);
-                        msg.push(b'\'');
-                        return Err(parse_error(&msg));
-                    }
+            Kind::Str => Value::String(parse_string(text(&tok)).map_err(Failure::Parse)?),
+            // Number tokens are ASCII by construction.
+            Kind::Integer | Kind::Float => parse_number(&String::from_utf8_lossy(text(&tok)), tok.kind),
+            Kind::Keyword => match text(&tok) {
+                b"true" => Value::Bool(true),
+                b"false" => Value::Bool(false),
+                b"null" => Value::Null,
+                word => {
+                    let mut msg = b"invalid keyword '".to_vec();
+                    msg.extend_from_slice(word);
+                    msg.push(b'\'');
+                    return Err(failed(&msg));
                 }
-            }
-            _ => return Err(parse_error(b"expecting value")),
+            },
+            _ => return Err(failed(b"expecting value")),
         };
         // A value is complete: hand it to the containers it closes.
         loop {
             let Some(open) = stack.pop() else {
-                if next < tokens.len() {
-                    return Err(parse_error(b"unexpected token after value"));
+                if lexer.next().map_err(Failure::Lex)?.is_some() {
+                    return Err(failed(b"unexpected token after value"));
                 }
                 return Ok(value);
             };
             match open {
                 Open::Key(map) => {
                     let Value::String(key) = value else {
-                        return Err(parse_error(b"key is not a string in object"));
+                        return Err(failed(b"key is not a string in object"));
                     };
-                    let tok = tokens.get(next).ok_or_else(premature)?;
-                    next += 1;
+                    let tok = lexer.next().map_err(Failure::Lex)?.ok_or_else(premature)?;
                     if tok.kind != Kind::Colon {
-                        return Err(parse_error(b"missing : in object pair"));
+                        return Err(failed(b"missing : in object pair"));
                     }
                     stack.push(Open::Member(map, key));
                     continue 'value;
                 }
                 Open::Member(mut map, key) => {
-                    if map.contains_key(&key) {
-                        return Err(parse_error(b"duplicate key"));
+                    // One lookup both finds a duplicate and places the member.
+                    match map.entry(key) {
+                        Entry::Vacant(slot) => {
+                            slot.insert(value);
+                        }
+                        Entry::Occupied(_) => return Err(failed(b"duplicate key")),
                     }
-                    map.insert(key, value);
-                    let tok = tokens.get(next).ok_or_else(premature)?;
-                    next += 1;
+                    let tok = lexer.next().map_err(Failure::Lex)?.ok_or_else(premature)?;
                     match tok.kind {
                         Kind::RCurly => value = Value::Object(map),
                         Kind::Comma => {
                             stack.push(Open::Key(map));
                             continue 'value;
                         }
-                        _ => return Err(parse_error(b"expected separator in dict")),
+                        _ => return Err(failed(b"expected separator in dict")),
                     }
                 }
                 Open::Array(mut items) => {
                     items.push(value);
-                    let tok = tokens.get(next).ok_or_else(premature)?;
-                    next += 1;
+                    let tok = lexer.next().map_err(Failure::Lex)?.ok_or_else(premature)?;
                     match tok.kind {
                         Kind::RSquare => value = Value::Array(items),
                         Kind::Comma => {
                             stack.push(Open::Array(items));
                             continue 'value;
                         }
-                        _ => return Err(parse_error(b"expected separator in list")),
+                        _ => return Err(failed(b"expected separator in list")),
                     }
                 }
             }
@@ -826,6 +883,14 @@ mod tests {
         // Lexical errors in frames that did not come from a framer.
         check(b"[1, %]", Err("JSON parse error, stray '%'"));
         check(b"[1] [2]", Err("JSON parse error, unexpected token after value"));
+        // QEMU lexes the whole frame before parsing it, so a lexical error anywhere wins over
+        // a parse error before it, and over the value being complete.
+        check(b"{\"a\" 1, %}", Err("JSON parse error, stray '%'"));
+        check(b"[1 2 \"\x01\"]", Err("JSON parse error, stray '\"\u{1}'"));
+        check(b"[xyz, \"ab", Err("JSON parse error, premature EOI"));
+        check(b"[1] [2] %", Err("JSON parse error, stray '%'"));
+        check(b"[1] %", Err("JSON parse error, stray '%'"));
+        check(b"[1, [2, %]", Err("JSON parse error, stray '%'"));
     }
 
     #[test]
