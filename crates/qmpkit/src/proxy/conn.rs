@@ -4,13 +4,14 @@ use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 
 use qmpkit_proto::message::encode_server_value;
 use qmpkit_proto::server::{CommandInfo, Input, Request};
 use qmpkit_proto::{Id, QmpError, ServerMessage, ServerSession};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use super::{Direction, Exchange, Policy, Settings, Subscriber, Subscribers, Upstream};
@@ -139,6 +140,116 @@ enum Job {
     Call(Request, Vec<OwnedFd>),
 }
 
+/// The client's in-band work, from its reader to its executor, bounded in jobs.
+///
+/// Both run in the connection's task, polled by one `select!` that polls the reader before
+/// the executor, so a job the reader queues is taken by the executor in the same pass. A
+/// tokio channel would wake the task at each job all the same, which made the whole
+/// connection run once more for nothing per request; this queue wakes the executor only when
+/// it waits in another task than the one queuing (a wake is then needed), and the reader when
+/// it waits for room.
+struct JobQueue {
+    state: Mutex<JobState>,
+    limit: usize,
+}
+
+struct JobState {
+    jobs: VecDeque<Job>,
+    /// The reader is gone: once the jobs are done, the executor ends.
+    reader_gone: bool,
+    /// The executor is gone: the reader stops.
+    executor_gone: bool,
+    /// The executor waits for a job.
+    executor: Option<Waker>,
+    /// The reader waits for room.
+    reader: Option<Waker>,
+}
+
+impl JobQueue {
+    fn new(limit: usize) -> Arc<Self> {
+        let state =
+            JobState { jobs: VecDeque::new(), reader_gone: false, executor_gone: false, executor: None, reader: None };
+        Arc::new(JobQueue { state: Mutex::new(state), limit: limit.max(1) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, JobState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The reader's end of a [`JobQueue`].
+struct JobSender(Arc<JobQueue>);
+
+impl JobSender {
+    /// Queues a job, waiting for room; gives it back when the executor is gone.
+    async fn send(&self, job: Job) -> Result<(), Job> {
+        let mut job = Some(job);
+        std::future::poll_fn(|cx| {
+            let mut state = self.0.lock();
+            if state.executor_gone {
+                return Poll::Ready(job.take().map_or(Ok(()), Err));
+            }
+            if state.jobs.len() >= self.0.limit {
+                state.reader = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            state.jobs.extend(job.take());
+            if let Some(waker) = state.executor.take() {
+                // In this task the executor is polled after the reader anyway.
+                if !waker.will_wake(cx.waker()) {
+                    waker.wake();
+                }
+            }
+            Poll::Ready(Ok(()))
+        })
+        .await
+    }
+}
+
+impl Drop for JobSender {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.reader_gone = true;
+        if let Some(waker) = state.executor.take() {
+            waker.wake();
+        }
+    }
+}
+
+/// The executor's end of a [`JobQueue`].
+struct JobReceiver(Arc<JobQueue>);
+
+impl JobReceiver {
+    /// The next job, or `None` once the reader is gone and every job is taken.
+    async fn recv(&mut self) -> Option<Job> {
+        std::future::poll_fn(|cx| {
+            let mut state = self.0.lock();
+            if let Some(job) = state.jobs.pop_front() {
+                if let Some(waker) = state.reader.take() {
+                    waker.wake();
+                }
+                return Poll::Ready(Some(job));
+            }
+            if state.reader_gone {
+                return Poll::Ready(None);
+            }
+            state.executor = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+impl Drop for JobReceiver {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.executor_gone = true;
+        if let Some(waker) = state.reader.take() {
+            waker.wake();
+        }
+    }
+}
+
 pub(crate) struct Conn {
     pub(crate) id: u64,
     pub(crate) listener: Arc<str>,
@@ -175,7 +286,8 @@ impl Conn {
             Subscriber { outbox: outbox.clone(), policy: this.policy.clone(), negotiated: negotiated.clone() },
         );
         tracing::debug!("qmp proxy: client {} connected on {}", this.id, this.listener);
-        let (jobs_tx, jobs) = mpsc::channel(this.settings.queue);
+        let queue = JobQueue::new(this.settings.queue);
+        let (jobs_tx, jobs) = (JobSender(queue.clone()), JobReceiver(queue));
         let oob_tasks = Mutex::new(JoinSet::new());
         // The reader is boxed so that it can really be dropped (and its end of the queue with
         // it) while the others finish.
@@ -235,7 +347,7 @@ impl Conn {
         self: Arc<Self>,
         socket: &Socket,
         mut session: ServerSession,
-        jobs: mpsc::Sender<Job>,
+        jobs: JobSender,
         outbox: &Arc<Outbox>,
         oob_tasks: &Mutex<JoinSet<()>>,
     ) -> Ended {
@@ -310,7 +422,7 @@ impl Conn {
     }
 
     /// Runs the client's in-band work one item at a time, in its order.
-    async fn execute(self: Arc<Self>, mut jobs: mpsc::Receiver<Job>, outbox: &Outbox, negotiated: &AtomicBool) {
+    async fn execute(self: Arc<Self>, mut jobs: JobReceiver, outbox: &Outbox, negotiated: &AtomicBool) {
         while let Some(job) = jobs.recv().await {
             let bytes = match job {
                 Job::Reply { bytes, negotiates } => {
@@ -552,6 +664,51 @@ mod tests {
         assert!(received == expected, "the peer reads every message in order");
         outbox.close();
         assert!(matches!(writer.await.unwrap(), Ended::Output));
+    }
+
+    fn reply(n: u8) -> Job {
+        Job::Reply { bytes: vec![n], negotiates: false }
+    }
+
+    fn reply_byte(job: Option<Job>) -> Option<u8> {
+        match job {
+            Some(Job::Reply { bytes, .. }) => bytes.first().copied(),
+            _ => None,
+        }
+    }
+
+    /// The job queue keeps order and its bound (a reader waits for room and is woken when the
+    /// executor takes a job, here from another task), wakes an executor waiting in another
+    /// task, and ends the executor once the reader is gone and every job is taken.
+    #[tokio::test]
+    async fn the_job_queue_keeps_order_bound_and_ends() {
+        let queue = JobQueue::new(2);
+        let (tx, mut rx) = (JobSender(queue.clone()), JobReceiver(queue.clone()));
+        let executor = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(n) = reply_byte(rx.recv().await) {
+                got.push(n);
+            }
+            got
+        });
+        for n in 0..10 {
+            assert!(tx.send(reply(n)).await.is_ok());
+            assert!(queue.lock().jobs.len() <= 2, "the bound holds");
+        }
+        drop(tx);
+        assert_eq!(executor.await.unwrap(), (0..10).collect::<Vec<u8>>());
+    }
+
+    /// A reader whose executor is gone gets its job back, even while it waits for room.
+    #[tokio::test]
+    async fn the_job_queue_refuses_once_the_executor_is_gone() {
+        let queue = JobQueue::new(1);
+        let (tx, rx) = (JobSender(queue.clone()), JobReceiver(queue));
+        assert!(tx.send(reply(1)).await.is_ok());
+        let waiting = tokio::spawn(async move { reply_byte(tx.send(reply(2)).await.err()) });
+        tokio::task::yield_now().await;
+        drop(rx);
+        assert_eq!(waiting.await.unwrap(), Some(2));
     }
 
     #[test]
