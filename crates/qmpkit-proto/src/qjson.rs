@@ -571,10 +571,12 @@ impl Writer<'_> {
 }
 
 fn write_number(n: &Number, out: &mut Vec<u8>) {
+    // Integers go straight into `out` in plain decimal, as QEMU prints them, without a
+    // String on the way; writing to a Vec cannot fail.
     if let Some(v) = n.as_u64() {
-        out.extend_from_slice(v.to_string().as_bytes());
+        let _ = serde_json::to_writer(&mut *out, &v);
     } else if let Some(v) = n.as_i64() {
-        out.extend_from_slice(v.to_string().as_bytes());
+        let _ = serde_json::to_writer(&mut *out, &v);
     } else if let Some(v) = n.as_f64() {
         out.extend_from_slice(format_g17(v).as_bytes());
     }

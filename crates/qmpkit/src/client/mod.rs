@@ -978,7 +978,8 @@ impl Client {
         if let Some(reason) = self.closed_reason() {
             return Err(Error::Disconnected(reason));
         }
-        let name = command.name().to_owned();
+        // The name is only needed to report a timeout.
+        let name = if timeout.is_some() { command.name().to_owned() } else { String::new() };
         let key = self.inner.next_key.fetch_add(1, Ordering::Relaxed);
         let (reply_tx, reply_rx) = oneshot::channel();
         let mut guard = CancelGuard { key, cancels: &self.inner.cancels, armed: true };
