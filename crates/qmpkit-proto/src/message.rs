@@ -533,25 +533,10 @@ impl RawResponse {
 /// The JSON error when the bytes are not valid JSON of that shape.
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = if shallow(bytes) {
-        T::deserialize(&mut de)?
-    } else {
-        de.disable_recursion_limit();
-        T::deserialize(serde_stacker::Deserializer::new(&mut de))?
-    };
+    de.disable_recursion_limit();
+    let value = T::deserialize(serde_stacker::Deserializer::new(&mut de))?;
     de.end()?;
     Ok(value)
-}
-
-/// Whether `bytes` cannot nest deep enough to meet serde_json's own recursion limit of 128
-/// levels: each level opens with a `[` or `{` byte, so fewer than 128 of them (counted
-/// anywhere, strings included) keep the depth below the limit whatever the bytes are, valid
-/// JSON or not. Such input decodes with plain serde_json, recursion limit and all, to exactly
-/// the value or the error serde_stacker would give, without serde_stacker's stack checks at
-/// every level; nearly every message (a reply, an event, an id) is this small.
-fn shallow(bytes: &[u8]) -> bool {
-    const SERDE_JSON_DEPTH: usize = 128;
-    memchr::memchr2_iter(b'[', b'{', bytes).nth(SERDE_JSON_DEPTH - 1).is_none()
 }
 
 /// What a client needs to know about a frame before deciding where it goes.
@@ -630,12 +615,8 @@ impl ClientMessage {
 
 fn decode_borrowed(frame: &[u8]) -> Result<Envelope<'_>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(frame);
-    let envelope = if shallow(frame) {
-        Envelope::deserialize(&mut de)?
-    } else {
-        de.disable_recursion_limit();
-        Envelope::deserialize(serde_stacker::Deserializer::new(&mut de))?
-    };
+    de.disable_recursion_limit();
+    let envelope = Envelope::deserialize(serde_stacker::Deserializer::new(&mut de))?;
     de.end()?;
     Ok(envelope)
 }
@@ -796,23 +777,6 @@ mod tests {
     fn decodes_1024_deep_nesting() {
         let text = format!(r#"{{"return": {{}}, "id": {}1{}}}"#, "[".repeat(1023), "]".repeat(1023));
         assert!(matches!(decode(&text), ServerMessage::Response(_)));
-    }
-
-    /// Input with fewer than 128 opening brackets decodes with plain serde_json, deeper input
-    /// through serde_stacker; around that boundary both give the same values and error texts,
-    /// and serde_json's own recursion limit is never what stops a decode.
-    #[test]
-    fn shallow_and_deep_input_decode_alike() {
-        for depth in [1, 126, 127, 128, 129, 300] {
-            let text = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
-            let value: Value = decode_json(text.as_bytes()).unwrap();
-            assert_eq!(value.to_string(), text);
-            let unterminated = "[".repeat(depth);
-            let error = decode_json::<Value>(unterminated.as_bytes()).unwrap_err();
-            assert_eq!(error.to_string(), format!("EOF while parsing a list at line 1 column {depth}"));
-            let frame = format!(r#"{{"return": {{}}, "id": {unterminated}"#);
-            assert!(matches!(ClientMessage::decode(frame.as_bytes()), Err(ProtocolError::Unparsable { .. })));
-        }
     }
 
     #[test]
