@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use super::shared::{Raw, Wait, cpu_ns, median_row, run_and_report};
+use super::shared::{Raw, Wait, cpu_ns, median_row, round_trip_cells, run_and_report};
 
 /// Arguments of `qmp bench proxy`.
 #[derive(Debug, clap::Args)]
@@ -183,14 +183,8 @@ fn print_table(report: &Value) {
     println!("|---|---:|---:|---:|---:|---:|");
     for row in report["scenarios"].as_array().into_iter().flatten() {
         let proxy = row["proxy_cpu_us_per_op"].as_f64().map_or("".to_owned(), |c| format!("{c:.2}"));
-        println!(
-            "| {} | {:.0} | {:.1} | {:.1} | {:.2} | {proxy} |",
-            row["scenario"].as_str().unwrap_or_default(),
-            row["ops_per_s"].as_f64().unwrap_or(0.0),
-            row["p50_us"].as_f64().unwrap_or(0.0),
-            row["p99_us"].as_f64().unwrap_or(0.0),
-            row["qemu_cpu_us_per_op"].as_f64().unwrap_or(0.0),
-        );
+        let qemu = row["qemu_cpu_us_per_op"].as_f64().unwrap_or(0.0);
+        println!("{} | {qemu:.2} | {proxy} |", round_trip_cells(row));
     }
     println!();
     let floor = &report["forwarder_floor"];

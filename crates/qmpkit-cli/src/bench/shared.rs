@@ -171,6 +171,18 @@ pub(super) fn median_row(rounds: &[Value], keys: &[&str]) -> Value {
     row
 }
 
+/// The first cells of a round-trip table row, `| scenario | ops/s | p50 µs | p99 µs`, from a
+/// row with `scenario`, `ops_per_s`, `p50_us` and `p99_us`; each bench adds its own columns.
+pub(super) fn round_trip_cells(row: &Value) -> String {
+    format!(
+        "| {} | {:.0} | {:.1} | {:.1}",
+        row["scenario"].as_str().unwrap_or_default(),
+        row["ops_per_s"].as_f64().unwrap_or(0.0),
+        row["p50_us"].as_f64().unwrap_or(0.0),
+        row["p99_us"].as_f64().unwrap_or(0.0),
+    )
+}
+
 /// Runs `measure` in a directory of its own under the system's temporary directory (named
 /// after `bench` and this process), removes the directory whatever the outcome, then prints
 /// the report: as JSON with `json`, else with `table`.

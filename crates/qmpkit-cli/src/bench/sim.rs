@@ -20,7 +20,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::server::{Load, raise_fd_limit, scenario_row, spawn_self};
-use super::shared::{median, median_row, rss_bytes, run_and_report};
+use super::shared::{median, median_row, round_trip_cells, rss_bytes, run_and_report};
 
 /// Arguments of `qmp bench sim`.
 #[derive(Debug, clap::Args)]
@@ -327,14 +327,8 @@ fn print_table(report: &Value) {
     println!("| query-status | ops/s | p50 µs | p99 µs | server CPU µs/op |");
     println!("|---|---:|---:|---:|---:|");
     for row in report["round_trips"].as_array().into_iter().flatten() {
-        println!(
-            "| {} | {:.0} | {:.1} | {:.1} | {:.2} |",
-            row["scenario"].as_str().unwrap_or_default(),
-            row["ops_per_s"].as_f64().unwrap_or(0.0),
-            row["p50_us"].as_f64().unwrap_or(0.0),
-            row["p99_us"].as_f64().unwrap_or(0.0),
-            row["server_cpu_us_per_op"].as_f64().unwrap_or(0.0),
-        );
+        let cpu = row["server_cpu_us_per_op"].as_f64().unwrap_or(0.0);
+        println!("{} | {cpu:.2} |", round_trip_cells(row));
     }
     println!();
     for (name, goal) in report["goals"].as_object().into_iter().flatten() {

@@ -5,6 +5,9 @@
 //! [`LazyRegistry`] lets a server listen and greet at once: the registry is built on a
 //! blocking thread when the server starts serving, and each connection holds its first
 //! request until the registry is ready. Servers that share one `LazyRegistry` build it once.
+//! A waiting connection reads nothing, so what a client sends meanwhile stays in its socket
+//! (bounded by the kernel), and a client that leaves is noticed once the registry is ready or
+//! the server shuts down.
 //!
 //! A connection that must wait does so on a blocking thread of its own runtime, which wakes
 //! the connection before it ends: a runtime whose clock is paused (`tokio::time::pause`)

@@ -396,6 +396,43 @@ async fn a_lazy_registry_greets_at_once_and_holds_requests_until_built() {
     task.await.unwrap().unwrap();
 }
 
+#[tokio::test]
+async fn connections_waiting_for_a_lazy_registry_end_at_shutdown_whether_or_not_their_client_left() {
+    // A registry that is never built while the test runs: the connections must not hang on it.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let lazy = LazyRegistry::new(move || {
+        let _ = released.recv();
+        Arc::new(Registry::new())
+    });
+    let server = Server::builder().lazy_registry(lazy).build().unwrap();
+    let connect = || {
+        let (ours, theirs) = tokio::io::duplex(4096);
+        let server = server.clone();
+        (ours, tokio::spawn(async move { server.serve_connection(theirs).await }))
+    };
+    // A client that sends a request and leaves before any reply could be made.
+    let (ours, leaver) = connect();
+    let (read, mut write) = tokio::io::split(ours);
+    let mut lines = BufReader::new(read).lines();
+    assert!(lines.next_line().await.unwrap().unwrap().starts_with(r#"{"QMP""#));
+    write.write_all(br#"{"execute": "qmp_capabilities"}"#).await.unwrap();
+    drop((lines, write));
+    // A client still waiting when the server shuts down.
+    let (ours, stayer) = connect();
+    let mut lines = BufReader::new(ours).lines();
+    assert!(lines.next_line().await.unwrap().unwrap().starts_with(r#"{"QMP""#));
+    server.shutdown();
+    let ended = tokio::time::timeout(Duration::from_secs(30), stayer).await;
+    ended.expect("a waiting connection ends at shutdown").unwrap().unwrap();
+    assert_eq!(lines.next_line().await.unwrap(), None, "and its client sees the end");
+    // A connection reads nothing while it waits (its input stays bounded by the socket), so
+    // it sees its client's end once the registry is built, or, as here, at shutdown.
+    let left = tokio::time::timeout(Duration::from_secs(30), leaver).await;
+    left.expect("a connection whose client left ends").unwrap().unwrap();
+    // Let the blocking builder finish, so that the runtime can shut down.
+    release.send(()).unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_paused_clock_does_not_jump_while_another_thread_builds_the_registry() {
     let (release, released) = std::sync::mpsc::channel::<()>();
