@@ -3,26 +3,67 @@
 //!
 //! The proxy is this binary's `qmp proxy` in a process of its own, so that its CPU time is read
 //! from `/proc` exactly as QEMU's is (`/proc/PID/task/*/schedstat`, nanoseconds, all threads).
-//! Scenarios: sequential `query-status` round trips straight to QEMU, then the same through the
-//! proxy with 1, 10 and 100 concurrent clients (a QEMU monitor serves one client at a time, so
-//! only the proxy can have more). Each round runs them all, direct and proxied taking turns
-//! at going first, with a fresh proxy; the table shows each figure's median over the rounds.
 //!
-//! Beside them, the floor of any proxy in a process of its own: a byte forwarder (this binary
-//! in a hidden mode: two blocking threads copying bytes between the client and QEMU, with no
-//! parsing at all), measured in the same rounds. What it adds in latency and CPU, the extra
-//! hop through a process costs on this machine whatever the proxy does.
+//! Beside it stand two floors, this binary in hidden modes that parse nothing: a byte
+//! forwarder (two blocking threads copying bytes), the floor of any proxy in a process of its
+//! own, and an event-loop forwarder (a tokio current-thread runtime that, per message, waits
+//! for readiness, reads once and writes at once), the floor of any event-loop proxy, which
+//! `qmp proxy` is. What they add, the hop costs on this machine whatever the proxy does.
+//!
+//! The single-client scenarios (direct, proxy, both forwarders) are measured side by side: QEMU
+//! has a QMP monitor of its own for each (a monitor serves one client at a time), all their
+//! connections are open at once, and they take their round trips in small blocks in turn, so
+//! that a slow phase of this noisy host falls on all of them alike. Each round starts fresh
+//! processes in front of QEMU, then runs the interleaved set, then the proxy with 10 and 100
+//! concurrent clients. The table shows each figure's median over the rounds; the goals and
+//! floors are medians of ratios taken within each round, which a slow round cannot skew the
+//! way it skews a ratio of medians.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use serde_json::{Value, json};
+use qmpkit::launch::{Instance, Launcher};
+use qmpkit::transport::{Socket, Stream};
+use serde_json::{Map, Value, json};
 
 use super::shared::{Raw, Wait, cpu_ns, median_row, round_trip_cells, run_and_report};
+
+/// Round trips a single-client scenario takes in one turn before the next one has its turn.
+/// A block lasts about 20 ms here and a turn of all four scenarios under 100 ms, short next
+/// to the host's slow phases, so all scenarios see the same machine; longer blocks would let a
+/// phase fall on one scenario only, and shorter ones would make the switch between
+/// connections (and the `/proc` reads around each block) touch more of the round trips.
+const BLOCK: usize = 100;
+
+/// A process standing in front of QEMU in a single-client scenario.
+struct Front {
+    /// The row's name in the table.
+    name: &'static str,
+    /// The prefix of its ratios in the JSON, and the name of its sockets.
+    key: &'static str,
+    /// The hidden mode of `qmp bench proxy` it runs, or `None` for `qmp proxy` itself.
+    mode: Option<&'static str>,
+}
+
+/// The processes in front of QEMU, in the order of the table's rows after the direct one: the
+/// proxy first, then the two floors.
+const FRONTS: [Front; 3] = [
+    Front { name: "proxy, 1 client", key: "proxy", mode: None },
+    Front { name: "byte forwarder (floor), 1 client", key: "byte_forwarder", mode: Some("--forward") },
+    Front {
+        name: "event-loop forwarder (floor), 1 client",
+        key: "event_loop_forwarder",
+        mode: Some("--forward-evented"),
+    },
+];
+
+/// The numbers of concurrent clients the proxy serves after the single-client scenarios; the
+/// last one's throughput is a goal.
+const MANY_CLIENTS: [usize; 2] = [10, 100];
 
 /// Arguments of `qmp bench proxy`.
 #[derive(Debug, clap::Args)]
@@ -30,19 +71,23 @@ pub(crate) struct Args {
     /// Print one JSON object with every figure instead of a table.
     #[arg(long)]
     json: bool,
-    /// Round trips per scenario.
+    /// Round trips per scenario and round.
     #[arg(long, default_value_t = 20_000)]
     n: usize,
-    /// Rounds of every scenario (direct and proxied runs take turns); figures are medians.
+    /// Rounds of every scenario, each with fresh processes in front of QEMU; figures are medians.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Run the proxy without `oob` upstream.
     #[arg(long)]
     no_oob: bool,
     /// Internal: forward clients byte for byte to the QEMU socket UPSTREAM from the socket
-    /// LISTEN, one at a time (the floor scenario's process).
+    /// LISTEN, one at a time, on two blocking threads (the byte forwarder's process).
     #[arg(long, hide = true, num_args = 2, value_names = ["UPSTREAM", "LISTEN"])]
     forward: Option<Vec<PathBuf>>,
+    /// Internal: as `--forward`, on a tokio current-thread runtime (the event-loop
+    /// forwarder's process).
+    #[arg(long, hide = true, num_args = 2, value_names = ["UPSTREAM", "LISTEN"], conflicts_with = "forward")]
+    forward_evented: Option<Vec<PathBuf>>,
 }
 
 /// Runs the benchmark.
@@ -50,160 +95,340 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     if let Some([upstream, listen]) = args.forward.as_deref() {
         return forward(upstream, listen);
     }
+    if let Some([upstream, listen]) = args.forward_evented.as_deref() {
+        return forward_evented(upstream, listen);
+    }
     run_and_report("proxy", args.json, |dir| measure(args.n, args.rounds, args.no_oob, dir), print_table)
 }
 
 fn measure(n: usize, rounds: usize, no_oob: bool, dir: &Path) -> anyhow::Result<Value> {
-    let qemu = qmpkit::launch::Launcher::system().start().context("starting QEMU")?;
-    let qemu_pid = qemu.pid().unsigned_abs();
-    let qemu_path = qemu.qmp_socket().to_owned();
-    let proxy_path = dir.join("proxy.sock");
-    // Direct and proxied runs take turns, first one then the other, so that a change in the
-    // machine's load (or QEMU warming up) does not fall on one side only.
-    let forward_path = dir.join("forward.sock");
-    let mut samples: Vec<Vec<Value>> = vec![Vec::new(); 5];
-    for round in 0..rounds.max(1) {
-        let direct = || scenario("direct, 1 client", qemu_pid, None, || concurrent(&qemu_path, 1, n));
-        if round % 2 == 0 {
-            samples[0].push(direct()?);
-        }
-        let mut args = vec![OsStr::new("proxy")];
-        if no_oob {
-            args.push(OsStr::new("--no-oob"));
-        }
-        args.extend([OsStr::new("--upstream"), qemu_path.as_os_str(), OsStr::new("--listen"), proxy_path.as_os_str()]);
-        let proxy = Proxy::start(&args, &proxy_path)?;
-        for (i, clients) in [1, 10, 100].into_iter().enumerate() {
-            let name = format!("proxy, {clients} client{}", if clients == 1 { "" } else { "s" });
-            samples[i + 1].push(scenario(&name, qemu_pid, Some(proxy.0.id()), || concurrent(&proxy_path, clients, n))?);
-        }
-        drop(proxy);
-        let args = ["bench", "proxy", "--forward"].map(OsStr::new);
-        let forwarder =
-            Proxy::start(&[&args[..], &[qemu_path.as_os_str(), forward_path.as_os_str()]].concat(), &forward_path)?;
-        let name = "byte forwarder (floor), 1 client";
-        samples[4].push(scenario(name, qemu_pid, Some(forwarder.0.id()), || concurrent(&forward_path, 1, n))?);
-        drop(forwarder);
-        if round % 2 == 1 {
-            samples[0].push(direct()?);
+    let qemu = start_qemu(dir)?;
+    let mut samples: Vec<Vec<Value>> = vec![Vec::new(); 1 + FRONTS.len() + MANY_CLIENTS.len()];
+    let mut per_round = Vec::new();
+    for _ in 0..rounds.max(1) {
+        let rows = round(&qemu, n, no_oob, dir)?;
+        per_round.push(relative(&rows));
+        for (sample, row) in samples.iter_mut().zip(rows) {
+            sample.push(row);
         }
     }
     let keys = ["ops_per_s", "p50_us", "p99_us", "qemu_cpu_us_per_op", "proxy_cpu_us_per_op"];
     let rows: Vec<Value> = samples.iter().map(|rounds| median_row(rounds, &keys)).collect();
-
-    let figure = |row: usize, key: &str| rows[row][key].as_f64().unwrap_or(f64::NAN);
-    let added_p50 = figure(1, "p50_us") / figure(0, "p50_us") - 1.0;
-    let added_p99 = figure(1, "p99_us") / figure(0, "p99_us") - 1.0;
-    let throughput = figure(3, "ops_per_s") / figure(0, "ops_per_s");
-    let cpu = figure(1, "proxy_cpu_us_per_op") / figure(0, "qemu_cpu_us_per_op");
-    let goals = json!({
-        "added_latency_p50": {"measured": added_p50, "goal": "<= 0.10", "met": added_p50 <= 0.10},
-        "added_latency_p99": {"measured": added_p99, "goal": "<= 0.10", "met": added_p99 <= 0.10},
-        "ops_100_clients_vs_direct_1_client": {"measured": throughput, "goal": ">= 1.0", "met": throughput >= 1.0},
-        "proxy_cpu_vs_qemu_cpu_per_command": {"measured": cpu, "goal": "<= 0.2", "met": cpu <= 0.2},
-    });
-    // What any proxy in a process of its own adds here, for reading the goals above.
-    let floors = json!({
-        "added_latency_p50": figure(4, "p50_us") / figure(0, "p50_us") - 1.0,
-        "added_latency_p99": figure(4, "p99_us") / figure(0, "p99_us") - 1.0,
-        "cpu_vs_qemu_cpu_per_command": figure(4, "proxy_cpu_us_per_op") / figure(0, "qemu_cpu_us_per_op"),
-    });
-    Ok(
-        json!({"n": n, "rounds": rounds, "upstream_oob": !no_oob, "scenarios": rows, "goals": goals, "forwarder_floor": floors}),
-    )
-}
-
-/// `qmp proxy` (or the byte forwarder) in a process of its own, killed when dropped.
-struct Proxy(Child);
-
-impl Proxy {
-    /// Runs this binary with `args` and waits until it serves a client on `listen`.
-    fn start(args: &[&OsStr], listen: &Path) -> anyhow::Result<Proxy> {
-        let child = Command::new(std::env::current_exe()?)
-            .args(args)
-            .stdin(Stdio::null())
-            .spawn()
-            .context("starting qmp proxy")?;
-        let proxy = Proxy(child);
-        // Ready when a client is served: the proxy listens before it reaches QEMU.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while connect(listen).is_err() {
-            if Instant::now() > deadline {
-                bail!("qmp proxy did not serve within 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(proxy)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// One measured run of `f`, with the CPU time QEMU and the proxy spent on it.
-fn scenario(
-    name: &str,
-    qemu: u32,
-    proxy: Option<u32>,
-    f: impl FnOnce() -> anyhow::Result<Vec<Duration>>,
-) -> anyhow::Result<Value> {
-    let qemu0 = cpu_ns(qemu)?;
-    let proxy0 = proxy.map(cpu_ns).transpose()?.unwrap_or(0);
-    let start = Instant::now();
-    let mut latencies = f()?;
-    let elapsed = start.elapsed();
-    let qemu_cpu = cpu_ns(qemu)? - qemu0;
-    let proxy_cpu = proxy.map(cpu_ns).transpose()?.map(|c| c - proxy0);
-    latencies.sort_unstable();
-    let ops = latencies.len();
-    let pct = |p: f64| latencies[((ops as f64 * p) as usize).min(ops - 1)].as_secs_f64() * 1e6;
+    let ratio_keys: Vec<&str> = per_round[0].as_object().into_iter().flatten().map(|(k, _)| k.as_str()).collect();
+    let ratios = median_row(&per_round, &ratio_keys);
     Ok(json!({
-        "scenario": name,
-        "ops": ops,
-        "ops_per_s": ops as f64 / elapsed.as_secs_f64(),
-        "p50_us": pct(0.50),
-        "p99_us": pct(0.99),
-        "qemu_cpu_us_per_op": qemu_cpu as f64 / 1e3 / ops as f64,
-        "proxy_cpu_us_per_op": proxy_cpu.map(|c| c as f64 / 1e3 / ops as f64),
+        "n": n,
+        "rounds": rounds,
+        "block": BLOCK,
+        "upstream_oob": !no_oob,
+        "scenarios": rows,
+        "per_round": per_round,
+        "goals": goals(&ratios),
+        "floors": floors(&ratios),
     }))
 }
 
+/// QEMU at `dir`'s side, with one QMP monitor more for each process in front of it (a monitor
+/// serves one client at a time, and the single-client scenarios run side by side).
+fn start_qemu(dir: &Path) -> anyhow::Result<Qemu> {
+    let monitors: Vec<PathBuf> = FRONTS.iter().map(|front| dir.join(format!("qemu-{}.sock", front.key))).collect();
+    // The launcher adds `-machine none` only when given no arguments.
+    let mut args: Vec<OsString> = vec!["-machine".into(), "none".into()];
+    for (front, path) in FRONTS.iter().zip(&monitors) {
+        let chardev = format!("socket,id={},path={},server=on,wait=off", front.key, path.display());
+        args.extend([
+            "-chardev".into(),
+            chardev.into(),
+            "-mon".into(),
+            format!("chardev={},mode=control", front.key).into(),
+        ]);
+    }
+    let instance = Launcher::system().args(args).start().context("starting QEMU")?;
+    Ok(Qemu { pid: instance.pid().unsigned_abs(), instance, monitors })
+}
+
+/// The QEMU under measurement.
+struct Qemu {
+    pid: u32,
+    /// Killed when dropped.
+    instance: Instance,
+    /// The monitor of each of [`FRONTS`], in order; the direct scenario has the instance's own.
+    monitors: Vec<PathBuf>,
+}
+
+/// One round: fresh processes in front of QEMU, the single-client scenarios side by side, then
+/// the proxy with many clients. The rows are in the order of the table's.
+fn round(qemu: &Qemu, n: usize, no_oob: bool, dir: &Path) -> anyhow::Result<Vec<Value>> {
+    let fronts: Vec<Running> = FRONTS
+        .iter()
+        .zip(&qemu.monitors)
+        .map(|(front, monitor)| Running::start(front, monitor, &dir.join(format!("{}.sock", front.key)), no_oob))
+        .collect::<Result<_, _>>()?;
+    let mut lanes = vec![Lane { name: "direct, 1 client", raw: connect(qemu.instance.qmp_socket())?, front: None }];
+    for (front, running) in FRONTS.iter().zip(&fronts) {
+        lanes.push(Lane { name: front.name, raw: connect(&running.listen)?, front: Some(running.pid()) });
+    }
+    let mut rows = interleaved(&mut lanes, qemu.pid, n)?;
+    drop(lanes);
+    let proxy = &fronts[0];
+    for clients in MANY_CLIENTS {
+        let name = format!("proxy, {clients} clients");
+        let mut tally = Tally::default();
+        tally.add(qemu.pid, Some(proxy.pid()), || concurrent(&proxy.listen, clients, n))?;
+        rows.push(tally.row(&name));
+    }
+    Ok(rows)
+}
+
+/// A single-client scenario's connection, and the process in front of QEMU on its path.
+struct Lane {
+    name: &'static str,
+    raw: Raw,
+    front: Option<u32>,
+}
+
+/// The single-client scenarios side by side: `n` round trips each, taken in blocks of
+/// [`BLOCK`] in turn. The scenario that goes first moves on by one each turn, so that none
+/// always comes right after the same other one.
+fn interleaved(lanes: &mut [Lane], qemu: u32, n: usize) -> anyhow::Result<Vec<Value>> {
+    let mut tallies: Vec<Tally> = lanes.iter().map(|_| Tally::default()).collect();
+    let mut done = 0;
+    let mut turn = 0;
+    while done < n {
+        let block = BLOCK.min(n - done);
+        for k in 0..lanes.len() {
+            let i = (turn + k) % lanes.len();
+            let lane = &mut lanes[i];
+            tallies[i].add(qemu, lane.front, || lane.raw.round_trips(block))?;
+        }
+        done += block;
+        turn += 1;
+    }
+    Ok(lanes.iter().zip(tallies).map(|(lane, tally)| tally.row(lane.name)).collect())
+}
+
+/// A scenario's latencies, wall time, and CPU time of QEMU and of the process in front of it,
+/// gathered over one or more measured runs.
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+    qemu_ns: u64,
+    front_ns: Option<u64>,
+}
+
+impl Tally {
+    /// Runs `f` and adds its latencies and wall time, and the CPU time that QEMU (`qemu`) and
+    /// the process in front of it (`front`) spent meanwhile.
+    fn add(
+        &mut self,
+        qemu: u32,
+        front: Option<u32>,
+        f: impl FnOnce() -> anyhow::Result<Vec<Duration>>,
+    ) -> anyhow::Result<()> {
+        let qemu0 = cpu_ns(qemu)?;
+        let front0 = front.map(cpu_ns).transpose()?;
+        let start = Instant::now();
+        self.latencies.extend(f()?);
+        self.elapsed += start.elapsed();
+        // A thread that ended meanwhile takes its time out of the sum; never count that as
+        // negative time.
+        self.qemu_ns += cpu_ns(qemu)?.saturating_sub(qemu0);
+        if let (Some(pid), Some(before)) = (front, front0) {
+            *self.front_ns.get_or_insert(0) += cpu_ns(pid)?.saturating_sub(before);
+        }
+        Ok(())
+    }
+
+    /// The scenario's row in the table.
+    fn row(mut self, name: &str) -> Value {
+        self.latencies.sort_unstable();
+        let ops = self.latencies.len();
+        // With no round trips (`--n 0`) the percentiles are NaN, which JSON shows as null.
+        let pct = |p: f64| {
+            let at = ((ops as f64 * p) as usize).min(ops.saturating_sub(1));
+            self.latencies.get(at).map_or(f64::NAN, |l| l.as_secs_f64() * 1e6)
+        };
+        json!({
+            "scenario": name,
+            "ops": ops,
+            "ops_per_s": ops as f64 / self.elapsed.as_secs_f64(),
+            "p50_us": pct(0.50),
+            "p99_us": pct(0.99),
+            "qemu_cpu_us_per_op": self.qemu_ns as f64 / 1e3 / ops as f64,
+            "proxy_cpu_us_per_op": self.front_ns.map(|c| c as f64 / 1e3 / ops as f64),
+        })
+    }
+}
+
+/// One round's ratios, all against its direct scenario (the first row): for each process in
+/// front of QEMU, the latency it adds at p50 and p99 and its CPU time per command as a fraction
+/// of QEMU's, and the throughput of the proxy's most clients against one client direct.
+fn relative(rows: &[Value]) -> Value {
+    let figure = |row: &Value, key: &str| row[key].as_f64().unwrap_or(f64::NAN);
+    let direct = &rows[0];
+    let mut ratios = Map::new();
+    for (front, row) in FRONTS.iter().zip(&rows[1..]) {
+        let key = front.key;
+        ratios.insert(format!("{key}_added_p50"), json!(figure(row, "p50_us") / figure(direct, "p50_us") - 1.0));
+        ratios.insert(format!("{key}_added_p99"), json!(figure(row, "p99_us") / figure(direct, "p99_us") - 1.0));
+        let cpu = figure(row, "proxy_cpu_us_per_op") / figure(direct, "qemu_cpu_us_per_op");
+        ratios.insert(format!("{key}_cpu_vs_qemu"), json!(cpu));
+    }
+    let most = rows.last().map_or(f64::NAN, |row| figure(row, "ops_per_s"));
+    ratios.insert("ops_100_clients_vs_direct_1_client".into(), json!(most / figure(direct, "ops_per_s")));
+    Value::Object(ratios)
+}
+
+/// The issue's goals for the proxy, from the medians of the rounds' ratios.
+fn goals(ratios: &Value) -> Value {
+    let r = |key: &str| ratios[key].as_f64().unwrap_or(f64::NAN);
+    let (p50, p99, cpu) = (r("proxy_added_p50"), r("proxy_added_p99"), r("proxy_cpu_vs_qemu"));
+    let throughput = r("ops_100_clients_vs_direct_1_client");
+    json!({
+        "added_latency_p50": {"measured": p50, "goal": "<= 0.10", "met": p50 <= 0.10},
+        "added_latency_p99": {"measured": p99, "goal": "<= 0.10", "met": p99 <= 0.10},
+        "ops_100_clients_vs_direct_1_client": {"measured": throughput, "goal": ">= 1.0", "met": throughput >= 1.0},
+        "proxy_cpu_vs_qemu_cpu_per_command": {"measured": cpu, "goal": "<= 0.2", "met": cpu <= 0.2},
+    })
+}
+
+/// What each floor adds, from the medians of the rounds' ratios, for reading the goals.
+fn floors(ratios: &Value) -> Value {
+    let floors: Map<String, Value> = FRONTS[1..]
+        .iter()
+        .map(|front| {
+            let key = front.key;
+            let floor = json!({
+                "added_latency_p50": ratios[format!("{key}_added_p50")],
+                "added_latency_p99": ratios[format!("{key}_added_p99")],
+                "cpu_vs_qemu_cpu_per_command": ratios[format!("{key}_cpu_vs_qemu")],
+            });
+            (key.to_owned(), floor)
+        })
+        .collect();
+    Value::Object(floors)
+}
+
 fn print_table(report: &Value) {
+    let figure = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
     println!(
-        "qmp bench proxy: {} sequential query-status round trips per scenario, shared among the clients; \
-         median of {} rounds; oob upstream: {}",
-        report["n"], report["rounds"], report["upstream_oob"]
+        "qmp bench proxy: {} sequential query-status round trips per scenario and round, shared among \
+         the clients; single-client scenarios side by side in blocks of {}; median of {} rounds; \
+         oob upstream: {}",
+        report["n"], report["block"], report["rounds"], report["upstream_oob"]
     );
     println!();
     println!("| scenario | ops/s | p50 µs | p99 µs | QEMU CPU µs/op | proxy CPU µs/op |");
     println!("|---|---:|---:|---:|---:|---:|");
     for row in report["scenarios"].as_array().into_iter().flatten() {
         let proxy = row["proxy_cpu_us_per_op"].as_f64().map_or("".to_owned(), |c| format!("{c:.2}"));
-        let qemu = row["qemu_cpu_us_per_op"].as_f64().unwrap_or(0.0);
-        println!("{} | {qemu:.2} | {proxy} |", round_trip_cells(row));
+        println!("{} | {:.2} | {proxy} |", round_trip_cells(row), figure(&row["qemu_cpu_us_per_op"]));
     }
     println!();
-    let floor = &report["forwarder_floor"];
-    println!(
-        "The floor (a byte forwarder in a process of its own) adds p50 {:+.1}%, p99 {:+.1}%, and spends {:.3} of QEMU's CPU per command.",
-        floor["added_latency_p50"].as_f64().unwrap_or(f64::NAN) * 100.0,
-        floor["added_latency_p99"].as_f64().unwrap_or(f64::NAN) * 100.0,
-        floor["cpu_vs_qemu_cpu_per_command"].as_f64().unwrap_or(f64::NAN),
-    );
+    print_rounds(report);
     println!();
-    println!("| goal | measured | target | met |");
+    let floor = |key: &str| {
+        let f = &report["floors"][key];
+        format!(
+            "p50 {:+.1}%, p99 {:+.1}%, and spends {:.3} of QEMU's CPU per command",
+            figure(&f["added_latency_p50"]) * 100.0,
+            figure(&f["added_latency_p99"]) * 100.0,
+            figure(&f["cpu_vs_qemu_cpu_per_command"]),
+        )
+    };
+    println!("The floor of any proxy in a process of its own (the byte forwarder) adds {}.", floor("byte_forwarder"));
+    println!("The floor of any event-loop proxy (the event-loop forwarder) adds {}.", floor("event_loop_forwarder"));
+    println!();
+    println!("| goal (median of the rounds' ratios) | measured | target | met |");
     println!("|---|---:|---|---|");
     for (name, goal) in report["goals"].as_object().into_iter().flatten() {
         println!(
             "| {name} | {:.3} | {} | {} |",
-            goal["measured"].as_f64().unwrap_or(f64::NAN),
+            figure(&goal["measured"]),
             goal["goal"].as_str().unwrap_or_default(),
             if goal["met"] == true { "yes" } else { "no" }
         );
+    }
+}
+
+/// Each round's ratios against its own direct scenario: added p50 and p99, and CPU per command
+/// as a fraction of QEMU's, for the proxy and each floor.
+fn print_rounds(report: &Value) {
+    let header: String = FRONTS.iter().map(|f| format!(" {0} p50 | {0} p99 | {0} CPU |", f.key)).collect();
+    println!("| round |{header}");
+    println!("|---:|{}", "---:|".repeat(3 * FRONTS.len()));
+    for (i, round) in report["per_round"].as_array().into_iter().flatten().enumerate() {
+        let cells: String = FRONTS
+            .iter()
+            .map(|f| {
+                let r = |suffix: &str| round[format!("{}_{suffix}", f.key)].as_f64().unwrap_or(f64::NAN);
+                format!(
+                    " {:+.1}% | {:+.1}% | {:.3} |",
+                    r("added_p50") * 100.0,
+                    r("added_p99") * 100.0,
+                    r("cpu_vs_qemu")
+                )
+            })
+            .collect();
+        println!("| {} |{cells}", i + 1);
+    }
+}
+
+/// `qmp proxy`, or a forwarder, in a process of its own, killed when dropped.
+struct Running {
+    child: Child,
+    /// Where it serves clients.
+    listen: PathBuf,
+}
+
+impl Running {
+    /// Starts `front` in front of QEMU's monitor at `upstream`, and waits until it serves a
+    /// client on `listen`.
+    fn start(front: &Front, upstream: &Path, listen: &Path, no_oob: bool) -> anyhow::Result<Running> {
+        let mut args: Vec<&OsStr> = Vec::new();
+        match front.mode {
+            None => {
+                args.push("proxy".as_ref());
+                if no_oob {
+                    args.push("--no-oob".as_ref());
+                }
+                args.extend(["--upstream".as_ref(), upstream.as_os_str(), "--listen".as_ref(), listen.as_os_str()]);
+            }
+            Some(mode) => args.extend([
+                "bench".as_ref(),
+                "proxy".as_ref(),
+                mode.as_ref(),
+                upstream.as_os_str(),
+                listen.as_os_str(),
+            ]),
+        }
+        let child = Command::new(std::env::current_exe()?)
+            .args(args)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting the {}", front.key))?;
+        let running = Running { child, listen: listen.to_owned() };
+        // Ready when a client is served: the proxy listens before it reaches QEMU.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while connect(listen).is_err() {
+            if Instant::now() > deadline {
+                bail!("the {} did not serve within 10 s", front.key);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(running)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -226,13 +451,17 @@ fn connect(path: &Path) -> anyhow::Result<Raw> {
     Raw::connect(path, false, Wait::Read, Some(Duration::from_secs(30)))
 }
 
-/// The floor scenario's process: accepts one client at a time on `listen`, connects it to
+/// Listens on `listen`, replacing the socket the previous round's forwarder (killed) left in
+/// the bench's own folder.
+fn bind(listen: &Path) -> anyhow::Result<UnixListener> {
+    let _ = std::fs::remove_file(listen);
+    UnixListener::bind(listen).with_context(|| format!("cannot listen on {}", listen.display()))
+}
+
+/// The byte forwarder's process: accepts one client at a time on `listen`, connects it to
 /// QEMU at `upstream`, and copies bytes both ways on two blocking threads, parsing nothing.
 fn forward(upstream: &Path, listen: &Path) -> anyhow::Result<()> {
-    // The previous round's forwarder was killed and left its socket in the bench's own folder.
-    let _ = std::fs::remove_file(listen);
-    let listener = UnixListener::bind(listen).with_context(|| format!("cannot listen on {}", listen.display()))?;
-    for client in listener.incoming() {
+    for client in bind(listen)?.incoming() {
         let client = client?;
         let qemu =
             UnixStream::connect(upstream).with_context(|| format!("cannot reach QEMU at {}", upstream.display()))?;
@@ -247,4 +476,46 @@ fn forward(upstream: &Path, listen: &Path) -> anyhow::Result<()> {
         let _ = up.join();
     }
     Ok(())
+}
+
+/// The event-loop forwarder's process: as [`forward`], but one thread running a tokio
+/// current-thread runtime, which per message makes the system calls any event loop must: a
+/// wait for readiness (`epoll_wait`), one read, one write. The sockets are
+/// [`qmpkit::transport::Socket`]s, registered for read readiness only, as `qmp proxy`'s
+/// are: a socket registered for writing too would wake the loop each time QEMU, which reads a
+/// byte per system call, makes room in the send buffer.
+fn forward_evented(upstream: &Path, listen: &Path) -> anyhow::Result<()> {
+    let listener = bind(listen)?;
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::UnixListener::from_std(listener)?;
+        loop {
+            let (client, _) = listener.accept().await?;
+            let qemu = tokio::net::UnixStream::connect(upstream)
+                .await
+                .with_context(|| format!("cannot reach QEMU at {}", upstream.display()))?;
+            let (client, qemu) = (Stream::Unix(client).into_socket()?, Stream::Unix(qemu).into_socket()?);
+            // Both directions in this one task: a wake-up for one polls the other too, which
+            // costs no system call while its socket has not been reported readable.
+            let _ = tokio::try_join!(pump(&client, &qemu), pump(&qemu, &client));
+        }
+    })
+}
+
+/// Copies bytes from `from` to `to` until `from` ends, then ends `to`'s writing side. A read
+/// that fills less than the buffer drained the socket, and `Socket::read` then waits for
+/// readiness rather than read again only to hear "would block"; a write goes out at once.
+async fn pump(from: &Socket, to: &Socket) -> std::io::Result<()> {
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown_write();
+        }
+        let mut sent = 0;
+        while sent < n {
+            sent += to.write(&buf[sent..n], &[]).await?;
+        }
+    }
 }
