@@ -519,3 +519,69 @@ async fn pump(from: &Socket, to: &Socket) -> std::io::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A row with the figures `relative` reads.
+    fn row(p50: f64, p99: f64, ops: f64, qemu_cpu: f64, front_cpu: Option<f64>) -> Value {
+        json!({"p50_us": p50, "p99_us": p99, "ops_per_s": ops, "qemu_cpu_us_per_op": qemu_cpu, "proxy_cpu_us_per_op": front_cpu})
+    }
+
+    #[test]
+    fn each_rounds_ratios_are_against_its_own_direct_row_and_feed_goals_and_floors() {
+        let rows = [
+            row(200.0, 400.0, 5000.0, 100.0, None),
+            row(218.0, 500.0, 4500.0, 90.0, Some(30.0)),
+            row(210.0, 380.0, 4700.0, 95.0, Some(20.0)),
+            row(205.0, 440.0, 4600.0, 99.0, Some(10.0)),
+            row(1000.0, 2000.0, 9000.0, 80.0, Some(25.0)),
+            row(10000.0, 20000.0, 7500.0, 80.0, Some(25.0)),
+        ];
+        let ratios = relative(&rows);
+        let r = |key: &str| ratios[key].as_f64().unwrap();
+        assert!((r("proxy_added_p50") - 0.09).abs() < 1e-9);
+        assert!((r("proxy_added_p99") - 0.25).abs() < 1e-9);
+        assert!((r("proxy_cpu_vs_qemu") - 0.30).abs() < 1e-9);
+        assert!((r("byte_forwarder_added_p99") + 0.05).abs() < 1e-9);
+        assert!((r("event_loop_forwarder_added_p50") - 0.025).abs() < 1e-9);
+        assert!((r("event_loop_forwarder_cpu_vs_qemu") - 0.10).abs() < 1e-9);
+        // The throughput goal is the last row's (the most clients) against the direct one.
+        assert!((r("ops_100_clients_vs_direct_1_client") - 1.5).abs() < 1e-9);
+
+        let goals = goals(&ratios);
+        assert_eq!(goals["added_latency_p50"]["met"], true);
+        assert_eq!(goals["added_latency_p99"]["met"], false);
+        assert_eq!(goals["proxy_cpu_vs_qemu_cpu_per_command"]["met"], false);
+        assert_eq!(goals["ops_100_clients_vs_direct_1_client"]["met"], true);
+        let floors = floors(&ratios);
+        assert_eq!(floors.as_object().unwrap().keys().collect::<Vec<_>>(), ["byte_forwarder", "event_loop_forwarder"]);
+        assert_eq!(floors["event_loop_forwarder"]["added_latency_p50"], ratios["event_loop_forwarder_added_p50"]);
+    }
+
+    #[tokio::test]
+    async fn the_event_loop_forwarder_copies_both_ways_and_passes_the_end_on() {
+        let (mut client, client_side) = tokio::net::UnixStream::pair().unwrap();
+        let (qemu_side, mut qemu) = tokio::net::UnixStream::pair().unwrap();
+        let forwarder = tokio::spawn(async move {
+            let (client_side, qemu_side) =
+                (Stream::Unix(client_side).into_socket()?, Stream::Unix(qemu_side).into_socket()?);
+            tokio::try_join!(pump(&client_side, &qemu_side), pump(&qemu_side, &client_side)).map(|_| ())
+        });
+        let mut buf = [0; 64];
+        client.write_all(b"{\"execute\":\"query-status\"}").await.unwrap();
+        let n = qemu.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"{\"execute\":\"query-status\"}");
+        qemu.write_all(b"{\"return\": {}}\r\n").await.unwrap();
+        let n = client.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"{\"return\": {}}\r\n");
+        // The client's end reaches QEMU, and QEMU's end reaches the client.
+        client.shutdown().await.unwrap();
+        assert_eq!(qemu.read(&mut buf).await.unwrap(), 0);
+        drop(qemu);
+        assert_eq!(client.read(&mut buf).await.unwrap(), 0);
+        forwarder.await.unwrap().unwrap();
+    }
+}
