@@ -101,6 +101,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     run_and_report("proxy", args.json, |dir| measure(args.n, args.rounds, args.no_oob, dir), print_table)
 }
 
+/// Every round against one QEMU, whose sockets and the fronts' are in `dir`, and the report:
+/// each scenario's medians over the rounds, each round's ratios, and the goals and floors
+/// from the medians of those ratios.
 fn measure(n: usize, rounds: usize, no_oob: bool, dir: &Path) -> anyhow::Result<Value> {
     let qemu = start_qemu(dir)?;
     let mut samples: Vec<Vec<Value>> = vec![Vec::new(); 1 + FRONTS.len() + MANY_CLIENTS.len()];
@@ -128,8 +131,8 @@ fn measure(n: usize, rounds: usize, no_oob: bool, dir: &Path) -> anyhow::Result<
     }))
 }
 
-/// QEMU at `dir`'s side, with one QMP monitor more for each process in front of it (a monitor
-/// serves one client at a time, and the single-client scenarios run side by side).
+/// Starts QEMU with one QMP monitor more for each process in front of it, listening in `dir`
+/// (a monitor serves one client at a time, and the single-client scenarios run side by side).
 fn start_qemu(dir: &Path) -> anyhow::Result<Qemu> {
     let monitors: Vec<PathBuf> = FRONTS.iter().map(|front| dir.join(format!("qemu-{}.sock", front.key))).collect();
     // The launcher adds `-machine none` only when given no arguments.
