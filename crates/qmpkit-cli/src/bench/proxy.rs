@@ -77,7 +77,8 @@ pub(crate) struct Args {
     /// Rounds of every scenario, each with fresh processes in front of QEMU; figures are medians.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Run the proxy without `oob` upstream.
+    /// Ask QEMU for no `oob` on any path: not the proxy upstream, nor the single clients that
+    /// reach QEMU directly or through a forwarder (by default they all ask for it).
     #[arg(long)]
     no_oob: bool,
     /// Internal: forward clients byte for byte to the QEMU socket UPSTREAM from the socket
@@ -167,9 +168,15 @@ fn round(qemu: &Qemu, n: usize, no_oob: bool, dir: &Path) -> anyhow::Result<Vec<
         .zip(&qemu.monitors)
         .map(|(front, monitor)| Running::start(front, monitor, &dir.join(format!("{}.sock", front.key)), no_oob))
         .collect::<Result<_, _>>()?;
-    let mut lanes = vec![Lane { name: "direct, 1 client", raw: connect(qemu.instance.qmp_socket())?, front: None }];
+    // Every path asks QEMU for the same: with `oob` unless `--no-oob`, as the proxy does
+    // upstream. QEMU works less per in-band command with `oob` on (it does not suspend and
+    // resume the monitor around each one), so a direct client without it would make the
+    // proxy look better than it is.
+    let oob = !no_oob;
+    let direct = connect(qemu.instance.qmp_socket(), oob)?;
+    let mut lanes = vec![Lane { name: "direct, 1 client", raw: direct, front: None }];
     for (front, running) in FRONTS.iter().zip(&fronts) {
-        lanes.push(Lane { name: front.name, raw: connect(&running.listen)?, front: Some(running.pid()) });
+        lanes.push(Lane { name: front.name, raw: connect(&running.listen, oob)?, front: Some(running.pid()) });
     }
     let mut rows = interleaved(&mut lanes, qemu.pid, n)?;
     drop(lanes);
@@ -318,7 +325,7 @@ fn print_table(report: &Value) {
     println!(
         "qmp bench proxy: {} sequential query-status round trips per scenario and round, shared among \
          the clients; single-client scenarios side by side in blocks of {}; median of {} rounds; \
-         oob upstream: {}",
+         oob with QEMU on every path: {}",
         report["n"], report["block"], report["rounds"], report["upstream_oob"]
     );
     println!();
@@ -414,7 +421,7 @@ impl Running {
         let running = Running { child, listen: listen.to_owned() };
         // Ready when a client is served: the proxy listens before it reaches QEMU.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while connect(listen).is_err() {
+        while connect(listen, false).is_err() {
             if Instant::now() > deadline {
                 bail!("the {} did not serve within 10 s", front.key);
             }
@@ -439,7 +446,7 @@ impl Drop for Running {
 fn concurrent(path: &Path, clients: usize, n: usize) -> anyhow::Result<Vec<Duration>> {
     let per = n.div_ceil(clients);
     // Connect everyone first, so that the measured time is round trips only.
-    let conns: Vec<Raw> = (0..clients).map(|_| connect(path)).collect::<Result<_, _>>()?;
+    let conns: Vec<Raw> = (0..clients).map(|_| connect(path, false)).collect::<Result<_, _>>()?;
     let threads: Vec<_> = conns.into_iter().map(|mut raw| std::thread::spawn(move || raw.round_trips(per))).collect();
     let mut all = Vec::with_capacity(per * clients);
     for t in threads {
@@ -448,10 +455,10 @@ fn concurrent(path: &Path, clients: usize, n: usize) -> anyhow::Result<Vec<Durat
     Ok(all)
 }
 
-/// A negotiated connection without `oob`, whose reads give up after 30 s rather than hang the
-/// benchmark on a proxy that stopped answering.
-fn connect(path: &Path) -> anyhow::Result<Raw> {
-    Raw::connect(path, false, Wait::Read, Some(Duration::from_secs(30)))
+/// A negotiated connection, with `oob` if asked, whose reads give up after 30 s rather than
+/// hang the benchmark on a proxy that stopped answering.
+fn connect(path: &Path, oob: bool) -> anyhow::Result<Raw> {
+    Raw::connect(path, oob, Wait::Read, Some(Duration::from_secs(30)))
 }
 
 /// Listens on `listen`, replacing the socket the previous round's forwarder (killed) left in
