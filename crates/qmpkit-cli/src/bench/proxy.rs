@@ -38,10 +38,11 @@ use super::shared::{Raw, Wait, cpu_ns, median_row, round_trip_cells, run_and_rep
 /// phase fall on one scenario only, and shorter ones would make the switch between
 /// connections (and the `/proc` reads around each block) touch more of the round trips.
 ///
-/// Each block starts with one round trip that is not counted. The first round trip after a
-/// scenario's pause finds its processes' caches cold, and with one in a hundred it would be
-/// the p99 itself, a figure of the switching rather than of the path; every scenario skips
-/// it alike.
+/// Each block starts with one round trip that is not counted with the others. The first round
+/// trip after a scenario's pause finds its processes' caches cold, and with one in a hundred
+/// it would be the p99 itself, a figure of the switching rather than of the path; every
+/// scenario sets it apart alike, and the table shows the median of those first round trips
+/// in a column of its own (what a client that sends a command now and then waits).
 const BLOCK: usize = 100;
 
 /// A process standing in front of QEMU in a single-client scenario.
@@ -121,7 +122,8 @@ fn measure(n: usize, rounds: usize, no_oob: bool, dir: &Path) -> anyhow::Result<
             sample.push(row);
         }
     }
-    let keys = ["ops_per_s", "p50_us", "p99_us", "qemu_cpu_us_per_op", "proxy_cpu_us_per_op"];
+    let keys =
+        ["ops_per_s", "p50_us", "p99_us", "first_after_pause_p50_us", "qemu_cpu_us_per_op", "proxy_cpu_us_per_op"];
     let rows: Vec<Value> = samples.iter().map(|rounds| median_row(rounds, &keys)).collect();
     let ratio_keys: Vec<&str> = per_round[0].as_object().into_iter().flatten().map(|(k, _)| k.as_str()).collect();
     let ratios = median_row(&per_round, &ratio_keys);
@@ -214,7 +216,7 @@ fn interleaved(lanes: &mut [Lane], qemu: u32, n: usize) -> anyhow::Result<Vec<Va
         for k in 0..lanes.len() {
             let i = (turn + k) % lanes.len();
             let lane = &mut lanes[i];
-            lane.raw.round_trips(1)?;
+            tallies[i].first.extend(lane.raw.round_trips(1)?);
             tallies[i].add(qemu, lane.front, || lane.raw.round_trips(block))?;
         }
         done += block;
@@ -228,6 +230,8 @@ fn interleaved(lanes: &mut [Lane], qemu: u32, n: usize) -> anyhow::Result<Vec<Va
 #[derive(Default)]
 struct Tally {
     latencies: Vec<Duration>,
+    /// The round trips that each come first after a pause, set apart (see [`BLOCK`]).
+    first: Vec<Duration>,
     elapsed: Duration,
     qemu_ns: u64,
     front_ns: Option<u64>,
@@ -265,12 +269,15 @@ impl Tally {
             let at = ((ops as f64 * p) as usize).min(ops.saturating_sub(1));
             self.latencies.get(at).map_or(f64::NAN, |l| l.as_secs_f64() * 1e6)
         };
+        self.first.sort_unstable();
+        let first_p50 = self.first.get(self.first.len() / 2).map(|l| l.as_secs_f64() * 1e6);
         json!({
             "scenario": name,
             "ops": ops,
             "ops_per_s": ops as f64 / self.elapsed.as_secs_f64(),
             "p50_us": pct(0.50),
             "p99_us": pct(0.99),
+            "first_after_pause_p50_us": first_p50,
             "qemu_cpu_us_per_op": self.qemu_ns as f64 / 1e3 / ops as f64,
             "proxy_cpu_us_per_op": self.front_ns.map(|c| c as f64 / 1e3 / ops as f64),
         })
@@ -335,11 +342,13 @@ fn print_table(report: &Value) {
         report["n"], report["block"], report["rounds"], report["upstream_oob"]
     );
     println!();
-    println!("| scenario | ops/s | p50 µs | p99 µs | QEMU CPU µs/op | proxy CPU µs/op |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| scenario | ops/s | p50 µs | p99 µs | first after a pause, p50 µs | QEMU CPU µs/op | proxy CPU µs/op |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let optional = |v: &Value, decimals: usize| v.as_f64().map_or(String::new(), |c| format!("{c:.decimals$}"));
     for row in report["scenarios"].as_array().into_iter().flatten() {
-        let proxy = row["proxy_cpu_us_per_op"].as_f64().map_or("".to_owned(), |c| format!("{c:.2}"));
-        println!("{} | {:.2} | {proxy} |", round_trip_cells(row), figure(&row["qemu_cpu_us_per_op"]));
+        let first = optional(&row["first_after_pause_p50_us"], 1);
+        let proxy = optional(&row["proxy_cpu_us_per_op"], 2);
+        println!("{} | {first} | {:.2} | {proxy} |", round_trip_cells(row), figure(&row["qemu_cpu_us_per_op"]));
     }
     println!();
     print_rounds(report);
