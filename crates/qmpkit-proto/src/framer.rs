@@ -116,6 +116,36 @@ pub enum FrameError {
     TooDeep,
 }
 
+/// Feeds `chunks` (pushed one by one) to a framer and to one that never takes the fast path,
+/// and panics unless both yield the same frames and errors in the same order and hold exactly
+/// the same state after every call. Returns what they yielded. The differential tests and the
+/// `framer` fuzz target stand on this.
+pub(crate) fn assert_fast_path_matches(mode: Mode, limits: Limits, chunks: &[&[u8]]) -> Vec<Result<Frame, FrameError>> {
+    let mut fast = Framer::new(mode, limits);
+    let mut slow = Framer { slow_only: true, ..Framer::new(mode, limits) };
+    let mut out = Vec::new();
+    for chunk in chunks {
+        fast.push(chunk);
+        slow.push(chunk);
+        loop {
+            let got = fast.next_frame();
+            let want = slow.next_frame();
+            assert_eq!(got, want, "{mode:?} {limits:?}: the fast path yields another result for {chunks:?}");
+            assert!(
+                fast.same_state(&slow),
+                "{mode:?} {limits:?}: the fast path leaves {fast:?}, not {slow:?}, for {chunks:?}"
+            );
+            match got {
+                Some(item) => out.push(item),
+                None => break,
+            }
+        }
+        assert_eq!(fast.is_mid_message(), slow.is_mid_message());
+        assert_eq!(fast.buffered_len(), slow.buffered_len());
+    }
+    out
+}
+
 /// Renders stray token bytes the way QEMU's `"%s"` does: up to the first NUL, lossily.
 fn stray_text(bytes: &[u8]) -> String {
     let end = memchr::memchr(0, bytes).unwrap_or(bytes.len());
@@ -218,6 +248,9 @@ pub struct Framer {
     /// The current message is too large to keep: its bytes are discarded as they are lexed and
     /// it ends in [`FrameError::TooLarge`] at the latest where it would have been emitted.
     doomed: bool,
+    /// Lex everything with the byte-at-a-time state machine, never with [`Framer::scan_plain`]:
+    /// the reference the fast path is tested against.
+    slow_only: bool,
 }
 
 impl Framer {
@@ -237,6 +270,7 @@ impl Framer {
             ntokens: 0,
             token_size: 0,
             doomed: false,
+            slow_only: false,
         }
     }
 
@@ -272,9 +306,34 @@ impl Framer {
         self.buf.len() - keep
     }
 
+    /// Whether two framers hold exactly the same input and state, whichever path they take.
+    fn same_state(&self, other: &Framer) -> bool {
+        // Destructured, so that a field added later cannot be left out here.
+        let Framer {
+            mode,
+            limits,
+            buf,
+            pos,
+            msg_start,
+            tok_start,
+            tok_dropped,
+            state,
+            brace,
+            bracket,
+            ntokens,
+            token_size,
+            doomed,
+            slow_only: _,
+        } = self;
+        (*mode, *limits, buf, *pos, *msg_start, *tok_start, *tok_dropped)
+            == (other.mode, other.limits, &other.buf, other.pos, other.msg_start, other.tok_start, other.tok_dropped)
+            && (*state, *brace, *bracket, *ntokens, *token_size, *doomed)
+                == (other.state, other.brace, other.bracket, other.ntokens, other.token_size, other.doomed)
+    }
+
     /// Drops all buffered input and lexer state, as QEMU does when a client disconnects.
     pub fn reset(&mut self) {
-        *self = Framer::new(self.mode, self.limits);
+        *self = Framer { slow_only: self.slow_only, ..Framer::new(self.mode, self.limits) };
     }
 
     /// Where the bytes of the open message start in `buf`.
@@ -413,7 +472,7 @@ impl Framer {
 
     /// Lexes from `pos` until something is emitted or the input runs out.
     fn scan(&mut self) -> Option<Emit> {
-        let out = self.scan_inner();
+        let out = self.lex();
         if out.is_none() && self.is_mid_message() && !self.doomed {
             let raw = self.buf.len() - self.open_start();
             if raw > self.limits.max_message_bytes {
@@ -423,6 +482,159 @@ impl Framer {
         out
     }
 
+    /// Lexes from `pos` with the fast path while it can, then with the state machine.
+    #[inline]
+    fn lex(&mut self) -> Option<Emit> {
+        if self.state == Lex::Start && !self.slow_only {
+            let (at, out) = self.scan_plain(self.pos);
+            self.pos = at;
+            if out.is_some() || at == self.buf.len() {
+                return out;
+            }
+        }
+        self.scan_inner()
+    }
+
+    /// The fast path, called between tokens (QEMU's `IN_START`) inside a message or at its
+    /// start: lexes a run of ordinary tokens from `i` at once. Returns where it stopped and,
+    /// if the last token it took completed a message or broke the depth limit, what the
+    /// streamer emitted; the state machine in [`Framer::scan_inner`] goes on from there.
+    ///
+    /// It takes only tokens whose bytes leave the state machine no decision to make, and only
+    /// when the byte that ends them is already buffered: whitespace, `{ } [ ] : ,`, `"` strings
+    /// without a backslash or a byte invalid in a string, integers without fraction or exponent
+    /// (`-?(0|[1-9][0-9]*)`), and keywords (`[a-z]+`). For such a token the state machine would
+    /// set `tok_start` (in [`Framer::begin_token`]), step through its bytes without any other
+    /// effect, and hand `buf[start..end]` to [`Framer::complete`]. This function finds the same
+    /// token and does the same, with one shortcut: while a token provably makes
+    /// [`Framer::complete`] return `None`, it applies that function's effects to local copies
+    /// of the counters instead of calling it. [`Framer::complete`] returns `None` when the
+    /// message stays open and no limit is reached:
+    /// * the run is kept short enough that no token in it can reach the size or count limit
+    ///   (nor be long enough for the lexer to cut it);
+    /// * the run starts inside a message or with `{`/`[`, so the message is open before each
+    ///   token and only `{ [` can break the depth limit and only `} ]` can close it.
+    ///
+    /// Such a `{ [ } ]` goes through [`Framer::complete`] itself and ends the run, so frames and
+    /// errors are always decided by the same code. At anything else (single quotes, escapes,
+    /// fractions, exponents, stray or control bytes, a top-level scalar, a token that reaches
+    /// the end of the run) it stops before the token, in the start state with every counter as
+    /// the state machine would have it there.
+    #[inline(never)]
+    fn scan_plain(&mut self, mut i: usize) -> (usize, Option<Emit>) {
+        // Between tokens `complete` leaves no dropped bytes, both counters non-negative with a
+        // sum within the depth limit, and the size and count below their limits (a token that
+        // would break one of these ends the message instead).
+        debug_assert!(self.tok_dropped == 0 && self.brace >= 0 && self.bracket >= 0);
+        debug_assert!((self.brace + self.bracket) as usize <= self.limits.max_depth);
+        debug_assert!(self.ntokens <= self.limits.max_tokens);
+        debug_assert!(self.token_size < self.limits.max_message_bytes || self.ntokens == 0);
+        // Every token has at least one byte, so the tokens within `room` bytes stay below the
+        // size limit (`token_size + len < max_message_bytes`) and within the count limit.
+        let size_room = self.limits.max_message_bytes.saturating_sub(self.token_size).saturating_sub(1);
+        let room = size_room.min(self.limits.max_tokens - self.ntokens);
+        let buf = &self.buf[..self.buf.len().min(i.saturating_add(room))];
+        let end = buf.len();
+        while i < end && matches!(buf[i], b' ' | b'\t' | b'\r' | b'\n') {
+            i += 1;
+        }
+        if i == end || (self.brace + self.bracket == 0 && !matches!(buf[i], b'{' | b'[')) {
+            return (i, None);
+        }
+        let max_depth = self.limits.max_depth;
+        let (mut brace, mut bracket) = (self.brace, self.bracket);
+        // Tokens taken and their bytes.
+        let (mut ntokens, mut token_size) = (0, 0);
+        let mut tok_start = self.tok_start;
+        // The first token, where a message starts if none is open.
+        let first = i;
+        // The `{ [ } ]` that `complete` must judge, if the run ends with one.
+        let mut last = None;
+        while i < end {
+            let len = match buf[i] {
+                b' ' | b'\t' | b'\r' | b'\n' => {
+                    i += 1;
+                    continue;
+                }
+                b'{' | b'[' => {
+                    if (brace + bracket) as usize >= max_depth {
+                        last = Some(if buf[i] == b'{' { Tok::LCurly } else { Tok::LSquare });
+                        break;
+                    }
+                    if buf[i] == b'{' {
+                        brace += 1;
+                    } else {
+                        bracket += 1;
+                    }
+                    1
+                }
+                b'}' => {
+                    if brace == 0 || brace + bracket == 1 {
+                        last = Some(Tok::RCurly);
+                        break;
+                    }
+                    brace -= 1;
+                    1
+                }
+                b']' => {
+                    if bracket == 0 || brace + bracket == 1 {
+                        last = Some(Tok::RSquare);
+                        break;
+                    }
+                    bracket -= 1;
+                    1
+                }
+                b',' | b':' => 1,
+                b'"' => {
+                    let mut j = i + 1;
+                    while j < end && DQ_PLAIN[usize::from(buf[j])] {
+                        j += 1;
+                    }
+                    if j == end || buf[j] != b'"' {
+                        break;
+                    }
+                    tok_start = i;
+                    j + 1 - i
+                }
+                b'-' | b'0'..=b'9' => match plain_integer_len(&buf[i..]) {
+                    Some(len) => {
+                        tok_start = i;
+                        len
+                    }
+                    None => break,
+                },
+                b'a'..=b'z' => {
+                    let mut j = i + 1;
+                    while j < end && buf[j].is_ascii_lowercase() {
+                        j += 1;
+                    }
+                    if j == end {
+                        break;
+                    }
+                    tok_start = i;
+                    j - i
+                }
+                _ => break,
+            };
+            ntokens += 1;
+            token_size += len;
+            i += len;
+        }
+        if self.ntokens == 0 && !self.doomed && ntokens > 0 {
+            self.msg_start = first;
+        }
+        (self.brace, self.bracket) = (brace, bracket);
+        self.ntokens += ntokens;
+        self.token_size += token_size;
+        self.tok_start = tok_start;
+        match last {
+            Some(tok) => (i + 1, self.complete(tok, i, i + 1)),
+            None => (i, None),
+        }
+    }
+
+    /// The byte-at-a-time state machine: QEMU's lexer and streamer, for every input.
+    #[inline(never)]
     fn scan_inner(&mut self) -> Option<Emit> {
         let n = self.buf.len();
         let server = self.mode == Mode::Server;
@@ -430,6 +642,14 @@ impl Framer {
         loop {
             match self.state {
                 Lex::Start => {
+                    if !self.slow_only {
+                        let (at, out) = self.scan_plain(i);
+                        i = at;
+                        if out.is_some() {
+                            self.pos = i;
+                            return out;
+                        }
+                    }
                     // Between tokens: whitespace and one-byte tokens are handled here.
                     loop {
                         if i >= n {
@@ -631,8 +851,40 @@ impl Framer {
     }
 }
 
-/// Finds the first byte in `hay` that ends a run of ordinary string content: the closing
-/// `quote`, a backslash, a control character (`< 0x20`) or an impossible byte (`0xFE`/`0xFF`).
+/// Returns the length of the integer token `-?(0|[1-9][0-9]*)` at the start of `bytes` when
+/// the byte after it is there and simply ends it, as the number states of
+/// [`Framer::scan_inner`] would decide. `None` leaves the decision to them: a fraction or
+/// exponent follows, a digit follows a leading zero (an error), a `-` has no digit, or
+/// `bytes` ends first.
+#[inline]
+fn plain_integer_len(bytes: &[u8]) -> Option<usize> {
+    let digits = usize::from(bytes.first() == Some(&b'-'));
+    let end = digits + bytes.get(digits..)?.iter().position(|b| !b.is_ascii_digit())?;
+    let plain =
+        end > digits && (bytes[digits] != b'0' || end == digits + 1) && !matches!(bytes[end], b'.' | b'e' | b'E');
+    plain.then_some(end)
+}
+
+/// Whether `b` ends a run of ordinary content in a string delimited by `quote`: the closing
+/// quote, a backslash, a control character (`< 0x20`) or an impossible byte (`0xFE`/`0xFF`).
+const fn ends_string_run(b: u8, quote: u8) -> bool {
+    b == quote || b == b'\\' || b < 0x20 || b >= 0xFE
+}
+
+/// [`ends_string_run`] for `"` strings as a table, for the fast path's short strings (a table
+/// lookup per byte costs less than setting up [`find_special`] for a word or two).
+static DQ_PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = !ends_string_run(b as u8, b'"');
+        b += 1;
+    }
+    table
+};
+
+/// Finds the first byte in `hay` that ends a run of ordinary string content (see
+/// [`ends_string_run`]).
 ///
 /// Eight bytes are tested at a time with word-wide arithmetic ("SWAR"), which keeps framing of
 /// string-heavy replies such as `query-qmp-schema` far cheaper than decoding them.
@@ -663,7 +915,7 @@ fn find_special(hay: &[u8], quote: u8) -> Option<usize> {
         }
         base += 8;
     }
-    chunks.remainder().iter().position(|&b| b == quote || b == b'\\' || !(0x20..0xFE).contains(&b)).map(|p| base + p)
+    chunks.remainder().iter().position(|&b| ends_string_run(b, quote)).map(|p| base + p)
 }
 
 #[cfg(test)]
@@ -1163,6 +1415,257 @@ mod tests {
         assert!(!f.is_mid_message());
     }
 
+    /// A small deterministic generator (xorshift), so that every run checks the same inputs.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, items: &[&'a [u8]]) -> &'a [u8] {
+            items[self.below(items.len())]
+        }
+    }
+
+    /// Whitespace, mostly what QEMU writes.
+    const WS: &[&[u8]] = &[b"", b"", b" ", b" ", b"\r\n", b"\n", b"\t", b"  \r\n "];
+
+    /// One generated value: mostly what QEMU and clients write, with the odd irregular token
+    /// (escapes, single quotes, bad numbers, stray and control bytes, non-ASCII, long runs).
+    fn gen_value(rng: &mut Rng, depth: usize, out: &mut Vec<u8>) {
+        match rng.below(if depth >= 3 { 4 } else { 7 }) {
+            0 => gen_string(rng, out),
+            1 => out.extend_from_slice(rng.pick(&[
+                b"0",
+                b"-0",
+                b"7",
+                b"42",
+                b"-13",
+                b"123456789",
+                b"3.25",
+                b"-0.5",
+                b"1e9",
+                b"2E-3",
+                b"6.0e+2",
+                b"01",
+                b"-",
+                b"1.",
+                b"1e",
+                b"0e1",
+                b"-x",
+                b"1.e5",
+                b"9" as &[u8],
+            ])),
+            2 => out.extend_from_slice(rng.pick(&[
+                b"true",
+                b"false",
+                b"null",
+                b"running",
+                b"nul",
+                b"x",
+                b"True",
+                b"aaaaaaaaaaaaaaaaaaaaaaaa",
+            ])),
+            3 => out.extend_from_slice(rng.pick(&[
+                b"%",
+                b"'",
+                b"}",
+                b"]",
+                b",",
+                b":",
+                b"\xff",
+                b"\x00",
+                b"\\",
+                b"\xc3\xa9",
+            ])),
+            4 | 5 => {
+                out.push(b'{');
+                for k in 0..rng.below(4) {
+                    if k > 0 || rng.below(8) == 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(rng.pick(WS));
+                    gen_string(rng, out);
+                    out.extend_from_slice(rng.pick(WS));
+                    out.push(b':');
+                    out.extend_from_slice(rng.pick(WS));
+                    gen_value(rng, depth + 1, out);
+                }
+                out.extend_from_slice(rng.pick(WS));
+                if rng.below(12) > 0 {
+                    out.push(b'}');
+                }
+            }
+            _ => {
+                out.push(b'[');
+                for k in 0..rng.below(4) {
+                    if k > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(rng.pick(WS));
+                    gen_value(rng, depth + 1, out);
+                }
+                if rng.below(12) > 0 {
+                    out.push(b']');
+                }
+            }
+        }
+    }
+
+    fn gen_string(rng: &mut Rng, out: &mut Vec<u8>) {
+        let quote = if rng.below(8) == 0 { b'\'' } else { b'"' };
+        out.push(quote);
+        for _ in 0..rng.below(4) {
+            out.extend_from_slice(rng.pick(&[
+                b"execute",
+                b"query-status",
+                b"id",
+                b"return",
+                b" ",
+                b"a}b]",
+                b"{[",
+                b"h\xc3\xa9llo",
+                b"\xf0\x9f\x98\x80",
+                b"\\n",
+                b"\\\"",
+                b"\\\\",
+                b"\\u00e9",
+                b"\\'",
+                b"\\x",
+                b"'",
+                b"\"",
+                b"\x01",
+                b"\x7f",
+                b"\xfe",
+                b"\xff",
+                b"\t",
+                b"abcdefghijklmnopqrstuvwxyz0123456789",
+                b"%",
+            ]));
+        }
+        if rng.below(16) > 0 {
+            out.push(quote);
+        }
+    }
+
+    /// A stream of a few messages, sometimes with a few bytes changed afterwards.
+    fn gen_stream(rng: &mut Rng) -> Vec<u8> {
+        let mut out = rng.pick(WS).to_vec();
+        for _ in 0..1 + rng.below(3) {
+            gen_value(rng, 0, &mut out);
+            out.extend_from_slice(rng.pick(&[b"", b"\r\n", b"\n", b" ", b"\r\n\r\n"]));
+        }
+        for _ in 0..rng.below(4).saturating_sub(1) {
+            let at = rng.below(out.len() + 1);
+            let byte = *b"{}[]\"':, \n\\%-.e0a\x00\xff\xfe".get(rng.below(22)).unwrap_or(&b'x');
+            match rng.below(3) {
+                0 => out.insert(at, byte),
+                _ if at < out.len() => {
+                    if rng.below(2) == 0 {
+                        out[at] = byte;
+                    } else {
+                        out.remove(at);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn gen_limits(rng: &mut Rng) -> Limits {
+        Limits { max_message_bytes: rng.below(48), max_depth: rng.below(6), max_tokens: rng.below(24) }
+    }
+
+    #[test]
+    fn fast_path_matches_state_machine_on_generated_input() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut frames = 0;
+        let mut total = 0;
+        for _ in 0..600 {
+            let input = gen_stream(&mut rng);
+            total += input.len();
+            let small = gen_limits(&mut rng);
+            for mode in [Mode::Client, Mode::Server] {
+                for limits in [Limits::default(), small] {
+                    let whole = assert_fast_path_matches(mode, limits, &[&input]);
+                    frames += whole.iter().filter(|item| item.is_ok()).count();
+                    // Split at every byte boundary, one byte at a time, and in random chunks.
+                    // Each call compares the paths on its own; with the default limits the
+                    // results must not depend on the split either (with small ones they may:
+                    // a message's raw size, whitespace included, is checked per call).
+                    let mut splits = vec![input.chunks(1).collect::<Vec<_>>()];
+                    for cut in 0..=input.len() {
+                        splits.push(vec![&input[..cut], &input[cut..]]);
+                    }
+                    let mut chunks = Vec::new();
+                    let mut rest = &input[..];
+                    while !rest.is_empty() {
+                        let (chunk, tail) = rest.split_at(1 + rng.below(rest.len()).min(rng.below(20)));
+                        chunks.push(chunk);
+                        rest = tail;
+                    }
+                    splits.push(chunks);
+                    for split in splits {
+                        let out = assert_fast_path_matches(mode, limits, &split);
+                        if limits == Limits::default() {
+                            assert_eq!(out, whole);
+                        }
+                    }
+                }
+            }
+        }
+        // The generator reaches ordinary messages, not only errors.
+        assert!(frames > 1000, "only {frames} frames");
+        assert!(total > 10_000, "only {total} bytes");
+    }
+
+    #[test]
+    fn fast_path_matches_state_machine_at_limit_edges() {
+        // Every limit from zero to past the message, so that each token in turn is the one
+        // that reaches a limit.
+        let reply: &[u8] = b"{\"return\": {\"status\": \"prelaunch\", \"singlestep\": false, \"running\": false}}\r\n";
+        let request: &[u8] = b"{\"execute\":\"query-status\",\"arguments\":{\"a\":[1,[-2,{}]]},\"id\":1}";
+        let base = Limits::default();
+        for input in [reply, request] {
+            for mode in [Mode::Client, Mode::Server] {
+                for n in 0..=input.len() + 1 {
+                    for limits in [
+                        Limits { max_message_bytes: n, ..base },
+                        Limits { max_tokens: n, ..base },
+                        Limits { max_depth: n.min(6), ..base },
+                    ] {
+                        assert_fast_path_matches(mode, limits, &[input, input]);
+                        for cut in 0..=input.len() {
+                            assert_fast_path_matches(mode, limits, &[&input[..cut], &input[cut..], input]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fast_path_takes_ordinary_messages_whole() {
+        // The fast path lexes QEMU's reply and a client's request to the end in one call; the
+        // state machine only sees what is left (nothing).
+        for (mode, input) in [
+            (
+                Mode::Client,
+                &b"{\"return\": {\"status\": \"prelaunch\", \"singlestep\": false, \"running\": false}}"[..],
+            ),
+            (Mode::Server, &b"{\"execute\":\"query-status\",\"id\":1}"[..]),
+        ] {
+            let mut framer = Framer::new(mode, Limits::default());
+            framer.push(input);
+            assert_eq!(framer.scan_plain(0), (input.len(), Some(Ok((0, input.len())))));
+        }
+    }
+
     #[test]
     fn find_special_matches_naive_scan() {
         let alphabet = [b'a', b'"', b'\\', 0x1F, 0x20, 0x7F, 0x80, 0xFD, 0xFE, 0xFF, b'\'', 0x00];
@@ -1176,6 +1679,10 @@ mod tests {
                     .collect();
                 for quote in [b'"', b'\''] {
                     let naive = hay.iter().position(|&b| b == quote || b == b'\\' || !(0x20..0xFE).contains(&b));
+                    if quote == b'"' {
+                        let table = hay.iter().position(|&b| !DQ_PLAIN[usize::from(b)]);
+                        assert_eq!(table, naive, "{hay:?}");
+                    }
                     assert_eq!(find_special(&hay, quote), naive, "{hay:?}");
                 }
             }
