@@ -485,11 +485,18 @@ impl Framer {
     /// Lexes from `pos` with the fast path while it can, then with the state machine.
     #[inline]
     fn lex(&mut self) -> Option<Emit> {
-        if self.state == Lex::Start && !self.slow_only {
-            let (at, out) = self.scan_plain(self.pos);
-            self.pos = at;
-            if out.is_some() || at == self.buf.len() {
-                return out;
+        if !self.slow_only {
+            if self.pos == self.buf.len() {
+                // Nothing new: every state of the state machine would stop at once (it checks
+                // a token's size whenever it scanned bytes, so nothing is left to check).
+                return None;
+            }
+            if self.state == Lex::Start {
+                let (at, out) = self.scan_plain(self.pos);
+                self.pos = at;
+                if out.is_some() || at == self.buf.len() {
+                    return out;
+                }
             }
         }
         self.scan_inner()
@@ -552,10 +559,6 @@ impl Framer {
         let mut last = None;
         while i < end {
             let len = match buf[i] {
-                b' ' | b'\t' | b'\r' | b'\n' => {
-                    i += 1;
-                    continue;
-                }
                 b'{' | b'[' => {
                     if (brace + bracket) as usize >= max_depth {
                         last = Some(if buf[i] == b'{' { Tok::LCurly } else { Tok::LSquare });
@@ -586,7 +589,17 @@ impl Framer {
                 }
                 b',' | b':' => 1,
                 b'"' => {
+                    // Eight bytes at a time while there are eight (as in `find_special`), the
+                    // rest one at a time.
                     let mut j = i + 1;
+                    while let Some(&word) = buf.get(j..).and_then(<[u8]>::first_chunk::<8>) {
+                        let hits = special_bytes(u64::from_le_bytes(word), b'"');
+                        if hits != 0 {
+                            j += (hits.trailing_zeros() / 8) as usize;
+                            break;
+                        }
+                        j += 8;
+                    }
                     while j < end && DQ_PLAIN[usize::from(buf[j])] {
                         j += 1;
                     }
@@ -619,6 +632,9 @@ impl Framer {
             ntokens += 1;
             token_size += len;
             i += len;
+            while i < end && matches!(buf[i], b' ' | b'\t' | b'\r' | b'\n') {
+                i += 1;
+            }
         }
         if self.ntokens == 0 && !self.doomed && ntokens > 0 {
             self.msg_start = first;
@@ -890,32 +906,36 @@ static DQ_PLAIN: [bool; 256] = {
 /// string-heavy replies such as `query-qmp-schema` far cheaper than decoding them.
 #[inline]
 fn find_special(hay: &[u8], quote: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let q = LO * u64::from(quote);
-    let bs = LO * u64::from(b'\\');
     let mut chunks = hay.chunks_exact(8);
     let mut base = 0;
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        // A zero byte in `v` shows up as a set high bit in `v - LO & !v`; the lowest such bit
-        // is always exact, which is all that is needed to find the first match.
-        let xq = x ^ q;
-        let xb = x ^ bs;
-        let xf = !(x | LO); // zero exactly where the byte is 0xFE or 0xFF
-        let hits = (xq.wrapping_sub(LO) & !xq)
-            | (xb.wrapping_sub(LO) & !xb)
-            | (x.wrapping_sub(LO * 0x20) & !x)
-            | (xf.wrapping_sub(LO) & !xf);
-        let hits = hits & HI;
+        let hits = special_bytes(u64::from_le_bytes(word), quote);
         if hits != 0 {
             return Some(base + (hits.trailing_zeros() / 8) as usize);
         }
         base += 8;
     }
     chunks.remainder().iter().position(|&b| ends_string_run(b, quote)).map(|p| base + p)
+}
+
+/// Marks the bytes of a little-endian `word` for which [`ends_string_run`] holds, with the
+/// high bit of each marked byte. Only the lowest mark is exact (a borrow may mark a byte
+/// above it), which is all that is needed to find the first such byte.
+#[inline]
+fn special_bytes(x: u64, quote: u8) -> u64 {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // A zero byte in `v` shows up as a set high bit in `v - LO & !v`.
+    let xq = x ^ (LO * u64::from(quote));
+    let xb = x ^ (LO * u64::from(b'\\'));
+    let xf = !(x | LO); // zero exactly where the byte is 0xFE or 0xFF
+    let hits = (xq.wrapping_sub(LO) & !xq)
+        | (xb.wrapping_sub(LO) & !xb)
+        | (x.wrapping_sub(LO * 0x20) & !x)
+        | (xf.wrapping_sub(LO) & !xf);
+    hits & HI
 }
 
 #[cfg(test)]
