@@ -452,9 +452,16 @@ impl Framer {
         if (self.brace > 0 || self.bracket > 0) && self.brace >= 0 && self.bracket >= 0 {
             return None;
         }
+        Some(self.end_message(end))
+    }
+
+    /// The streamer hands over the current message, which ends at `end`: a frame, or the size
+    /// error of a message too large to keep.
+    #[inline]
+    fn end_message(&mut self, end: usize) -> Emit {
         let doomed = self.doomed;
         self.reset_message();
-        if doomed { Some(Err(FrameError::TooLarge)) } else { Some(Ok((self.msg_start, end))) }
+        if doomed { Err(FrameError::TooLarge) } else { Ok((self.msg_start, end)) }
     }
 
     /// The lexer's single-token cut: a token longer than the size limit is handed to the
@@ -550,8 +557,8 @@ impl Framer {
         }
         let max_depth = self.limits.max_depth;
         let (mut brace, mut bracket) = (self.brace, self.bracket);
-        // Tokens taken and their bytes.
-        let (mut ntokens, mut token_size) = (0, 0);
+        // Tokens taken, and the whitespace between them (all other bytes are theirs).
+        let (mut ntokens, mut spaces) = (0, 0);
         let mut tok_start = self.tok_start;
         // The first token, where a message starts if none is open.
         let first = i;
@@ -559,56 +566,51 @@ impl Framer {
         let mut last = None;
         while i < end {
             let len = match buf[i] {
-                b'{' | b'[' => {
-                    if (brace + bracket) as usize >= max_depth {
-                        last = Some(if buf[i] == b'{' { Tok::LCurly } else { Tok::LSquare });
-                        break;
-                    }
-                    if buf[i] == b'{' {
-                        brace += 1;
-                    } else {
-                        bracket += 1;
-                    }
+                b' ' | b'\t' | b'\r' | b'\n' => {
+                    i += 1;
+                    spaces += 1;
+                    continue;
+                }
+                b',' | b':' => 1,
+                b'{' if ((brace + bracket) as usize) < max_depth => {
+                    brace += 1;
                     1
                 }
-                b'}' => {
-                    if brace == 0 || brace + bracket == 1 {
-                        last = Some(Tok::RCurly);
-                        break;
-                    }
+                b'[' if ((brace + bracket) as usize) < max_depth => {
+                    bracket += 1;
+                    1
+                }
+                b'}' if brace > 0 && brace + bracket > 1 => {
                     brace -= 1;
                     1
                 }
-                b']' => {
-                    if bracket == 0 || brace + bracket == 1 {
-                        last = Some(Tok::RSquare);
-                        break;
-                    }
+                b']' if bracket > 0 && brace + bracket > 1 => {
                     bracket -= 1;
                     1
                 }
-                b',' | b':' => 1,
-                b'"' => {
-                    // Eight bytes at a time while there are eight (as in `find_special`), the
-                    // rest one at a time.
-                    let mut j = i + 1;
-                    while let Some(&word) = buf.get(j..).and_then(<[u8]>::first_chunk::<8>) {
-                        let hits = special_bytes(u64::from_le_bytes(word), b'"');
-                        if hits != 0 {
-                            j += (hits.trailing_zeros() / 8) as usize;
-                            break;
-                        }
-                        j += 8;
-                    }
-                    while j < end && DQ_PLAIN[usize::from(buf[j])] {
-                        j += 1;
-                    }
-                    if j == end || buf[j] != b'"' {
-                        break;
-                    }
-                    tok_start = i;
-                    j + 1 - i
+                b'{' => {
+                    last = Some(Tok::LCurly);
+                    break;
                 }
+                b'[' => {
+                    last = Some(Tok::LSquare);
+                    break;
+                }
+                b'}' => {
+                    last = Some(Tok::RCurly);
+                    break;
+                }
+                b']' => {
+                    last = Some(Tok::RSquare);
+                    break;
+                }
+                b'"' => match plain_string_len(&buf[i..]) {
+                    Some(len) => {
+                        tok_start = i;
+                        len
+                    }
+                    None => break,
+                },
                 b'-' | b'0'..=b'9' => match plain_integer_len(&buf[i..]) {
                     Some(len) => {
                         tok_start = i;
@@ -630,20 +632,21 @@ impl Framer {
                 _ => break,
             };
             ntokens += 1;
-            token_size += len;
             i += len;
-            while i < end && matches!(buf[i], b' ' | b'\t' | b'\r' | b'\n') {
-                i += 1;
-            }
         }
         if self.ntokens == 0 && !self.doomed && ntokens > 0 {
             self.msg_start = first;
         }
         (self.brace, self.bracket) = (brace, bracket);
         self.ntokens += ntokens;
-        self.token_size += token_size;
+        // Whitespace before the first token was skipped before `first`.
+        self.token_size += i - first - spaces;
         self.tok_start = tok_start;
         match last {
+            // The bracket that closes the message: within `room` it breaks no limit, so all
+            // that `complete` would do is hand the message over.
+            Some(Tok::RCurly) if (brace, bracket) == (1, 0) => (i + 1, Some(self.end_message(i + 1))),
+            Some(Tok::RSquare) if (brace, bracket) == (0, 1) => (i + 1, Some(self.end_message(i + 1))),
             Some(tok) => (i + 1, self.complete(tok, i, i + 1)),
             None => (i, None),
         }
@@ -867,6 +870,29 @@ impl Framer {
     }
 }
 
+/// Returns the length of the `"` string token at the start of `bytes` when it has no
+/// backslash or byte invalid in a string and its closing quote is there; `None` leaves it to
+/// the state machine. A function of its own, so that its scan does not burden the registers
+/// of the fast path's loop.
+#[inline(never)]
+fn plain_string_len(bytes: &[u8]) -> Option<usize> {
+    // Most strings end within their first sixteen bytes: two word tests (as in
+    // `find_special`) decide them without setting up a loop. Fewer than eight bytes (the
+    // end of the input) are looked up one by one.
+    let word = |at: usize| bytes.get(at..).and_then(<[u8]>::first_chunk::<8>).map(|w| u64::from_le_bytes(*w));
+    let by_byte = |at: usize| bytes[at..].iter().position(|&b| !DQ_PLAIN[usize::from(b)]).map(|k| at + k);
+    let special = match word(1).map(|w| special_bytes(w, b'"')) {
+        Some(0) => match word(9).map(|w| special_bytes(w, b'"')) {
+            Some(0) => 17 + find_special(&bytes[17..], b'"')?,
+            Some(hits) => 9 + (hits.trailing_zeros() / 8) as usize,
+            None => by_byte(9)?,
+        },
+        Some(hits) => 1 + (hits.trailing_zeros() / 8) as usize,
+        None => by_byte(1)?,
+    };
+    (bytes[special] == b'"').then_some(special + 1)
+}
+
 /// Returns the length of the integer token `-?(0|[1-9][0-9]*)` at the start of `bytes` when
 /// the byte after it is there and simply ends it, as the number states of
 /// [`Framer::scan_inner`] would decide. `None` leaves the decision to them: a fraction or
@@ -904,7 +930,7 @@ static DQ_PLAIN: [bool; 256] = {
 ///
 /// Eight bytes are tested at a time with word-wide arithmetic ("SWAR"), which keeps framing of
 /// string-heavy replies such as `query-qmp-schema` far cheaper than decoding them.
-#[inline]
+#[inline(never)]
 fn find_special(hay: &[u8], quote: u8) -> Option<usize> {
     let mut chunks = hay.chunks_exact(8);
     let mut base = 0;
