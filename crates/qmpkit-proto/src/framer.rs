@@ -286,7 +286,20 @@ impl Framer {
     /// Errors are returned in stream order, interleaved with frames, exactly where QEMU would
     /// emit them; after an error the framer goes on with the rest of the input, so one bad
     /// message can yield several results.
+    #[inline]
     pub fn next_frame(&mut self) -> Option<Result<Frame, FrameError>> {
+        if self.pos == self.buf.len() && !self.slow_only {
+            // Nothing new since the last call (the usual last call after a frame). The state
+            // machine would stop at once in every state (it checks a token's size whenever
+            // it scanned bytes), and the raw-size check in `scan` would find what it found
+            // last time: after a frame or an error no message is open.
+            return None;
+        }
+        self.next_frame_scanned()
+    }
+
+    /// [`Framer::next_frame`] once there is something to scan.
+    fn next_frame_scanned(&mut self) -> Option<Result<Frame, FrameError>> {
         match self.scan()? {
             Ok((start, end)) => Some(Ok(self.take_frame(start, end))),
             Err(e) => Some(Err(e)),
@@ -492,18 +505,10 @@ impl Framer {
     /// Lexes from `pos` with the fast path while it can, then with the state machine.
     #[inline]
     fn lex(&mut self) -> Option<Emit> {
-        if !self.slow_only {
-            if self.pos == self.buf.len() {
-                // Nothing new: every state of the state machine would stop at once (it checks
-                // a token's size whenever it scanned bytes, so nothing is left to check).
-                return None;
-            }
-            if self.state == Lex::Start {
-                let (at, out) = self.scan_plain(self.pos);
-                self.pos = at;
-                if out.is_some() || at == self.buf.len() {
-                    return out;
-                }
+        if self.state == Lex::Start && !self.slow_only {
+            let out = self.scan_plain();
+            if out.is_some() || self.pos == self.buf.len() {
+                return out;
             }
         }
         self.scan_inner()
@@ -535,7 +540,8 @@ impl Framer {
     /// the end of the run) it stops before the token, in the start state with every counter as
     /// the state machine would have it there.
     #[inline(never)]
-    fn scan_plain(&mut self, mut i: usize) -> (usize, Option<Emit>) {
+    fn scan_plain(&mut self) -> Option<Emit> {
+        let mut i = self.pos;
         // Between tokens `complete` leaves no dropped bytes, both counters non-negative with a
         // sum within the depth limit, and the size and count below their limits (a token that
         // would break one of these ends the message instead).
@@ -553,7 +559,8 @@ impl Framer {
             i += 1;
         }
         if i == end || (self.brace + self.bracket == 0 && !matches!(buf[i], b'{' | b'[')) {
-            return (i, None);
+            self.pos = i;
+            return None;
         }
         let max_depth = self.limits.max_depth;
         let (mut brace, mut bracket) = (self.brace, self.bracket);
@@ -645,10 +652,18 @@ impl Framer {
         match last {
             // The bracket that closes the message: within `room` it breaks no limit, so all
             // that `complete` would do is hand the message over.
-            Some(Tok::RCurly) if (brace, bracket) == (1, 0) => (i + 1, Some(self.end_message(i + 1))),
-            Some(Tok::RSquare) if (brace, bracket) == (0, 1) => (i + 1, Some(self.end_message(i + 1))),
-            Some(tok) => (i + 1, self.complete(tok, i, i + 1)),
-            None => (i, None),
+            Some(tok) => {
+                self.pos = i + 1;
+                match tok {
+                    Tok::RCurly if (brace, bracket) == (1, 0) => Some(self.end_message(i + 1)),
+                    Tok::RSquare if (brace, bracket) == (0, 1) => Some(self.end_message(i + 1)),
+                    _ => self.complete(tok, i, i + 1),
+                }
+            }
+            None => {
+                self.pos = i;
+                None
+            }
         }
     }
 
@@ -662,8 +677,9 @@ impl Framer {
             match self.state {
                 Lex::Start => {
                     if !self.slow_only {
-                        let (at, out) = self.scan_plain(i);
-                        i = at;
+                        self.pos = i;
+                        let out = self.scan_plain();
+                        i = self.pos;
                         if out.is_some() {
                             self.pos = i;
                             return out;
@@ -874,7 +890,7 @@ impl Framer {
 /// backslash or byte invalid in a string and its closing quote is there; `None` leaves it to
 /// the state machine. A function of its own, so that its scan does not burden the registers
 /// of the fast path's loop.
-#[inline(never)]
+#[inline]
 fn plain_string_len(bytes: &[u8]) -> Option<usize> {
     // Most strings end within their first sixteen bytes: two word tests (as in
     // `find_special`) decide them without setting up a loop. Fewer than eight bytes (the
@@ -1708,7 +1724,8 @@ mod tests {
         ] {
             let mut framer = Framer::new(mode, Limits::default());
             framer.push(input);
-            assert_eq!(framer.scan_plain(0), (input.len(), Some(Ok((0, input.len())))));
+            assert_eq!(framer.scan_plain(), Some(Ok((0, input.len()))));
+            assert_eq!(framer.pos, input.len());
         }
     }
 
