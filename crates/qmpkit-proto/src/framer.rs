@@ -515,9 +515,9 @@ impl Framer {
     }
 
     /// The fast path, called between tokens (QEMU's `IN_START`) inside a message or at its
-    /// start: lexes a run of ordinary tokens from `i` at once. Returns where it stopped and,
-    /// if the last token it took completed a message or broke the depth limit, what the
-    /// streamer emitted; the state machine in [`Framer::scan_inner`] goes on from there.
+    /// start: lexes a run of ordinary tokens from `pos` at once and leaves `pos` where it
+    /// stopped. Returns what the streamer emitted if the last token ended a message or broke
+    /// the depth limit; otherwise the state machine in [`Framer::scan_inner`] goes on from `pos`.
     ///
     /// It takes only tokens whose bytes leave the state machine no decision to make, and only
     /// when the byte that ends them is already buffered: whitespace, `{ } [ ] : ,`, `"` strings
@@ -526,19 +526,19 @@ impl Framer {
     /// set `tok_start` (in [`Framer::begin_token`]), step through its bytes without any other
     /// effect, and hand `buf[start..end]` to [`Framer::complete`]. This function finds the same
     /// token and does the same, with one shortcut: while a token provably makes
-    /// [`Framer::complete`] return `None`, it applies that function's effects to local copies
-    /// of the counters instead of calling it. [`Framer::complete`] returns `None` when the
-    /// message stays open and no limit is reached:
+    /// [`Framer::complete`] return `None` (the message stays open and no limit is reached), it
+    /// applies that function's effects to local copies of the counters instead of calling it:
     /// * the run is kept short enough that no token in it can reach the size or count limit
     ///   (nor be long enough for the lexer to cut it);
     /// * the run starts inside a message or with `{`/`[`, so the message is open before each
-    ///   token and only `{ [` can break the depth limit and only `} ]` can close it.
+    ///   token and only `{ [` can break the depth limit and only `} ]` can end the message.
     ///
-    /// Such a `{ [ } ]` goes through [`Framer::complete`] itself and ends the run, so frames and
-    /// errors are always decided by the same code. At anything else (single quotes, escapes,
-    /// fractions, exponents, stray or control bytes, a top-level scalar, a token that reaches
-    /// the end of the run) it stops before the token, in the start state with every counter as
-    /// the state machine would have it there.
+    /// Such a `{ [ } ]` ends the run: a `}`/`]` that closes the message at depth 1 is handed
+    /// over by [`Framer::end_message`] (all that [`Framer::complete`] does for it when no limit
+    /// can be reached), anything else goes through [`Framer::complete`] itself. At anything else
+    /// (single quotes, escapes, fractions, exponents, stray or control bytes, a top-level
+    /// scalar, a token that reaches the end of the run) it stops before the token, in the start
+    /// state with every counter as the state machine would have it there.
     #[inline(never)]
     fn scan_plain(&mut self) -> Option<Emit> {
         let mut i = self.pos;
@@ -573,11 +573,6 @@ impl Framer {
         let mut last = None;
         while i < end {
             let len = match buf[i] {
-                b' ' | b'\t' | b'\r' | b'\n' => {
-                    i += 1;
-                    spaces += 1;
-                    continue;
-                }
                 b',' | b':' => 1,
                 b'{' if ((brace + bracket) as usize) < max_depth => {
                     brace += 1;
@@ -640,6 +635,10 @@ impl Framer {
             };
             ntokens += 1;
             i += len;
+            while i < end && matches!(buf[i], b' ' | b'\t' | b'\r' | b'\n') {
+                i += 1;
+                spaces += 1;
+            }
         }
         if self.ntokens == 0 && !self.doomed && ntokens > 0 {
             self.msg_start = first;
@@ -650,10 +649,9 @@ impl Framer {
         self.token_size += i - first - spaces;
         self.tok_start = tok_start;
         match last {
-            // The bracket that closes the message: within `room` it breaks no limit, so all
-            // that `complete` would do is hand the message over.
             Some(tok) => {
                 self.pos = i + 1;
+                // A bracket that closes the message breaks no limit within `room`.
                 match tok {
                     Tok::RCurly if (brace, bracket) == (1, 0) => Some(self.end_message(i + 1)),
                     Tok::RSquare if (brace, bracket) == (0, 1) => Some(self.end_message(i + 1)),
