@@ -16,6 +16,11 @@
 //! * the limits of [`Limits`] (QEMU's token size, token count and nesting depth) discard the
 //!   message and continue with the rest of the input, as QEMU does.
 //!
+//! Most input is ordinary (brackets, whitespace, strings without escapes, integers, keywords),
+//! and runs of it are lexed at once by a fast path that keeps the streamer's counters exactly
+//! as the byte-at-a-time state machine would; anything else goes to that state machine. The
+//! tests run both on the same input and require the same results and state after every call.
+//!
 //! The framer only finds boundaries: it does not decode values. In [`Mode::Client`] the frames
 //! are QEMU's output and are decoded with `serde_json`; in [`Mode::Server`] they are a client's
 //! input and are decoded with [`crate::qjson::parse_input`].
