@@ -388,22 +388,21 @@ impl Framer {
     /// Hands out `buf[start..end]`. A large frame that fills the buffer is handed over without
     /// copying; a small one is copied so that the buffer's allocation is reused.
     fn take_frame(&mut self, start: usize, end: usize) -> Frame {
-        let rest = self.buf.len() - end;
-        if start == 0 && end >= 4096 && rest <= 4096 {
-            let tail = &self.buf[end..];
-            // Only whitespace after the frame (typically its "\r\n"): lexing it would not
-            // change any state, so it is skipped instead of kept.
-            let only_ws = tail.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
-            let tail = if only_ws { Vec::new() } else { tail.to_vec() };
-            self.buf.truncate(end);
-            let bytes = std::mem::replace(&mut self.buf, tail);
-            self.pos = if only_ws { 0 } else { self.pos - end };
-            self.msg_start = 0;
-            self.tok_start = 0;
-            Frame(bytes)
-        } else {
-            Frame(self.buf[start..end].to_vec())
+        // The size first: it rules out the hand-over for almost every frame.
+        if end - start < 4096 || start != 0 || self.buf.len() - end > 4096 {
+            return Frame(self.buf[start..end].to_vec());
         }
+        let tail = &self.buf[end..];
+        // Only whitespace after the frame (typically its "\r\n"): lexing it would not change
+        // any state, so it is skipped instead of kept.
+        let only_ws = tail.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+        let tail = if only_ws { Vec::new() } else { tail.to_vec() };
+        self.buf.truncate(end);
+        let bytes = std::mem::replace(&mut self.buf, tail);
+        self.pos = if only_ws { 0 } else { self.pos - end };
+        self.msg_start = 0;
+        self.tok_start = 0;
+        Frame(bytes)
     }
 
     /// Forgets the current message (QEMU's `out_emit`).
