@@ -6,8 +6,11 @@
 //! * `framer+serde_json`: a [`Framer`] in client mode, then `serde_json::from_slice` of the frame.
 //!
 //! Inputs: (a) a real `query-qmp-schema` reply, fetched at start-up from the installed QEMU
-//! (`qemu-system-x86_64` on `PATH`, or the binary named by `QMPKIT_QEMU`); (b) the 60-byte
-//! `query-status` reply.
+//! (`qemu-system-x86_64` on `PATH`, or the binary named by `QMPKIT_QEMU`); (b) the 73-byte
+//! `query-status` reply; (c) QEMU 7.2's 76-byte `query-status` reply before the guest starts.
+//!
+//! The server side has its own group: the 33-byte `query-status` request a proxy or server
+//! reads, framed in [`Mode::Server`] and decoded with [`parse_input`].
 
 // `criterion_group!` expands to an undocumented `pub fn`.
 #![allow(missing_docs)]
@@ -19,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use qmpkit_proto::qjson::parse_input;
 use qmpkit_proto::{Framer, Limits, Mode};
 use serde_json::Value;
 use std::hint::black_box;
@@ -130,12 +134,41 @@ fn bench_reply(c: &mut Criterion, name: &str, line: &[u8]) {
     group.finish();
 }
 
+/// Frames (and decodes) one request the way a server reads a client's input: no line end.
+fn bench_request(c: &mut Criterion, name: &str, request: &[u8]) {
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Bytes(request.len() as u64));
+    group.bench_function("parse_input", |b| b.iter(|| parse_input(black_box(request)).expect("valid JSON")));
+    group.bench_function("framer+parse_input", |b| {
+        let mut framer = Framer::new(Mode::Server, Limits::default());
+        b.iter(|| {
+            framer.push(black_box(request));
+            let frame = framer.next_frame().expect("a frame").expect("valid JSON");
+            assert!(framer.next_frame().is_none());
+            parse_input(frame.as_bytes()).expect("valid JSON")
+        })
+    });
+    group.bench_function("framer_only", |b| {
+        let mut framer = Framer::new(Mode::Server, Limits::default());
+        b.iter(|| {
+            framer.push(black_box(request));
+            let frame = framer.next_frame().expect("a frame").expect("valid JSON");
+            assert!(framer.next_frame().is_none());
+            frame.into_bytes().len()
+        })
+    });
+    group.finish();
+}
+
 fn framing(c: &mut Criterion) {
     let schema = fetch_schema_reply();
     eprintln!("query-qmp-schema reply: {} bytes", schema.len());
     bench_reply(c, "query-qmp-schema", &schema);
     let status = b"{\"return\": {\"status\": \"running\", \"singlestep\": false, \"running\": true}}\r\n";
     bench_reply(c, "query-status", status);
+    let prelaunch = b"{\"return\": {\"status\": \"prelaunch\", \"singlestep\": false, \"running\": false}}\r\n";
+    bench_reply(c, "query-status-prelaunch", prelaunch);
+    bench_request(c, "query-status-request", b"{\"execute\":\"query-status\",\"id\":1}");
 }
 
 criterion_group!(benches, framing);

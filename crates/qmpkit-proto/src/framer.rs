@@ -16,6 +16,11 @@
 //! * the limits of [`Limits`] (QEMU's token size, token count and nesting depth) discard the
 //!   message and continue with the rest of the input, as QEMU does.
 //!
+//! Most input is ordinary (brackets, whitespace, strings without escapes, integers, keywords),
+//! and runs of it are lexed at once by a fast path that keeps the streamer's counters exactly
+//! as the byte-at-a-time state machine would; anything else goes to that state machine. The
+//! tests run both on the same input and require the same results and state after every call.
+//!
 //! The framer only finds boundaries: it does not decode values. In [`Mode::Client`] the frames
 //! are QEMU's output and are decoded with `serde_json`; in [`Mode::Server`] they are a client's
 //! input and are decoded with [`crate::qjson::parse_input`].
@@ -114,6 +119,36 @@ pub enum FrameError {
     /// The nesting depth went beyond [`Limits::max_depth`].
     #[error("JSON nesting depth limit exceeded")]
     TooDeep,
+}
+
+/// Feeds `chunks` (pushed one by one) to a framer and to one that never takes the fast path,
+/// and panics unless both yield the same frames and errors in the same order and hold exactly
+/// the same state after every call. Returns what they yielded. The differential tests and the
+/// `framer` fuzz target stand on this.
+pub(crate) fn assert_fast_path_matches(mode: Mode, limits: Limits, chunks: &[&[u8]]) -> Vec<Result<Frame, FrameError>> {
+    let mut fast = Framer::new(mode, limits);
+    let mut slow = Framer { slow_only: true, ..Framer::new(mode, limits) };
+    let mut out = Vec::new();
+    for chunk in chunks {
+        fast.push(chunk);
+        slow.push(chunk);
+        loop {
+            let got = fast.next_frame();
+            let want = slow.next_frame();
+            assert_eq!(got, want, "{mode:?} {limits:?}: the fast path yields another result for {chunks:?}");
+            assert!(
+                fast.same_state(&slow),
+                "{mode:?} {limits:?}: the fast path leaves {fast:?}, not {slow:?}, for {chunks:?}"
+            );
+            match got {
+                Some(item) => out.push(item),
+                None => break,
+            }
+        }
+        assert_eq!(fast.is_mid_message(), slow.is_mid_message());
+        assert_eq!(fast.buffered_len(), slow.buffered_len());
+    }
+    out
 }
 
 /// Renders stray token bytes the way QEMU's `"%s"` does: up to the first NUL, lossily.
@@ -218,6 +253,9 @@ pub struct Framer {
     /// The current message is too large to keep: its bytes are discarded as they are lexed and
     /// it ends in [`FrameError::TooLarge`] at the latest where it would have been emitted.
     doomed: bool,
+    /// Lex everything with the byte-at-a-time state machine, never with [`Framer::scan_plain`]:
+    /// the reference the fast path is tested against.
+    slow_only: bool,
 }
 
 impl Framer {
@@ -237,6 +275,7 @@ impl Framer {
             ntokens: 0,
             token_size: 0,
             doomed: false,
+            slow_only: false,
         }
     }
 
@@ -252,7 +291,20 @@ impl Framer {
     /// Errors are returned in stream order, interleaved with frames, exactly where QEMU would
     /// emit them; after an error the framer goes on with the rest of the input, so one bad
     /// message can yield several results.
+    #[inline]
     pub fn next_frame(&mut self) -> Option<Result<Frame, FrameError>> {
+        if self.pos == self.buf.len() && !self.slow_only {
+            // Nothing new since the last call (the usual last call after a frame). The state
+            // machine would stop at once in every state (it checks a token's size whenever
+            // it scanned bytes), and the raw-size check in `scan` would find what it found
+            // last time: after a frame or an error no message is open.
+            return None;
+        }
+        self.next_frame_scanned()
+    }
+
+    /// [`Framer::next_frame`] once there is something to scan.
+    fn next_frame_scanned(&mut self) -> Option<Result<Frame, FrameError>> {
         match self.scan()? {
             Ok((start, end)) => Some(Ok(self.take_frame(start, end))),
             Err(e) => Some(Err(e)),
@@ -272,9 +324,34 @@ impl Framer {
         self.buf.len() - keep
     }
 
+    /// Whether two framers hold exactly the same input and state, whichever path they take.
+    fn same_state(&self, other: &Framer) -> bool {
+        // Destructured, so that a field added later cannot be left out here.
+        let Framer {
+            mode,
+            limits,
+            buf,
+            pos,
+            msg_start,
+            tok_start,
+            tok_dropped,
+            state,
+            brace,
+            bracket,
+            ntokens,
+            token_size,
+            doomed,
+            slow_only: _,
+        } = self;
+        (*mode, *limits, buf, *pos, *msg_start, *tok_start, *tok_dropped)
+            == (other.mode, other.limits, &other.buf, other.pos, other.msg_start, other.tok_start, other.tok_dropped)
+            && (*state, *brace, *bracket, *ntokens, *token_size, *doomed)
+                == (other.state, other.brace, other.bracket, other.ntokens, other.token_size, other.doomed)
+    }
+
     /// Drops all buffered input and lexer state, as QEMU does when a client disconnects.
     pub fn reset(&mut self) {
-        *self = Framer::new(self.mode, self.limits);
+        *self = Framer { slow_only: self.slow_only, ..Framer::new(self.mode, self.limits) };
     }
 
     /// Where the bytes of the open message start in `buf`.
@@ -311,22 +388,21 @@ impl Framer {
     /// Hands out `buf[start..end]`. A large frame that fills the buffer is handed over without
     /// copying; a small one is copied so that the buffer's allocation is reused.
     fn take_frame(&mut self, start: usize, end: usize) -> Frame {
-        let rest = self.buf.len() - end;
-        if start == 0 && end >= 4096 && rest <= 4096 {
-            let tail = &self.buf[end..];
-            // Only whitespace after the frame (typically its "\r\n"): lexing it would not
-            // change any state, so it is skipped instead of kept.
-            let only_ws = tail.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
-            let tail = if only_ws { Vec::new() } else { tail.to_vec() };
-            self.buf.truncate(end);
-            let bytes = std::mem::replace(&mut self.buf, tail);
-            self.pos = if only_ws { 0 } else { self.pos - end };
-            self.msg_start = 0;
-            self.tok_start = 0;
-            Frame(bytes)
-        } else {
-            Frame(self.buf[start..end].to_vec())
+        // The size first: it rules out the hand-over for almost every frame.
+        if end - start < 4096 || start != 0 || self.buf.len() - end > 4096 {
+            return Frame(self.buf[start..end].to_vec());
         }
+        let tail = &self.buf[end..];
+        // Only whitespace after the frame (typically its "\r\n"): lexing it would not change
+        // any state, so it is skipped instead of kept.
+        let only_ws = tail.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+        let tail = if only_ws { Vec::new() } else { tail.to_vec() };
+        self.buf.truncate(end);
+        let bytes = std::mem::replace(&mut self.buf, tail);
+        self.pos = if only_ws { 0 } else { self.pos - end };
+        self.msg_start = 0;
+        self.tok_start = 0;
+        Frame(bytes)
     }
 
     /// Forgets the current message (QEMU's `out_emit`).
@@ -393,9 +469,16 @@ impl Framer {
         if (self.brace > 0 || self.bracket > 0) && self.brace >= 0 && self.bracket >= 0 {
             return None;
         }
+        Some(self.end_message(end))
+    }
+
+    /// The streamer hands over the current message, which ends at `end`: a frame, or the size
+    /// error of a message too large to keep.
+    #[inline]
+    fn end_message(&mut self, end: usize) -> Emit {
         let doomed = self.doomed;
         self.reset_message();
-        if doomed { Some(Err(FrameError::TooLarge)) } else { Some(Ok((self.msg_start, end))) }
+        if doomed { Err(FrameError::TooLarge) } else { Ok((self.msg_start, end)) }
     }
 
     /// The lexer's single-token cut: a token longer than the size limit is handed to the
@@ -413,7 +496,7 @@ impl Framer {
 
     /// Lexes from `pos` until something is emitted or the input runs out.
     fn scan(&mut self) -> Option<Emit> {
-        let out = self.scan_inner();
+        let out = self.lex();
         if out.is_none() && self.is_mid_message() && !self.doomed {
             let raw = self.buf.len() - self.open_start();
             if raw > self.limits.max_message_bytes {
@@ -423,6 +506,171 @@ impl Framer {
         out
     }
 
+    /// Lexes from `pos` with the fast path while it can, then with the state machine.
+    #[inline]
+    fn lex(&mut self) -> Option<Emit> {
+        if self.state == Lex::Start && !self.slow_only {
+            let out = self.scan_plain();
+            if out.is_some() || self.pos == self.buf.len() {
+                return out;
+            }
+        }
+        self.scan_inner()
+    }
+
+    /// The fast path, called between tokens (QEMU's `IN_START`) inside a message or at its
+    /// start: lexes a run of ordinary tokens from `pos` at once and leaves `pos` where it
+    /// stopped. Returns what the streamer emitted if the last token ended a message or broke
+    /// the depth limit; otherwise the state machine in [`Framer::scan_inner`] goes on from `pos`.
+    ///
+    /// It takes only tokens whose bytes leave the state machine no decision to make, and only
+    /// when the byte that ends them is already buffered: whitespace, `{ } [ ] : ,`, `"` strings
+    /// without a backslash or a byte invalid in a string, integers without fraction or exponent
+    /// (`-?(0|[1-9][0-9]*)`), and keywords (`[a-z]+`). For such a token the state machine would
+    /// set `tok_start` (in [`Framer::begin_token`]), step through its bytes without any other
+    /// effect, and hand `buf[start..end]` to [`Framer::complete`]. This function finds the same
+    /// token and does the same, with one shortcut: while a token provably makes
+    /// [`Framer::complete`] return `None` (the message stays open and no limit is reached), it
+    /// applies that function's effects to local copies of the counters instead of calling it:
+    /// * the run is kept short enough that no token in it can reach the size or count limit
+    ///   (nor be long enough for the lexer to cut it);
+    /// * the run starts inside a message or with `{`/`[`, so the message is open before each
+    ///   token and only `{ [` can break the depth limit and only `} ]` can end the message.
+    ///
+    /// Such a `{ [ } ]` ends the run: a `}`/`]` that closes the message at depth 1 is handed
+    /// over by [`Framer::end_message`] (all that [`Framer::complete`] does for it when no limit
+    /// can be reached), anything else goes through [`Framer::complete`] itself. At anything else
+    /// (single quotes, escapes, fractions, exponents, stray or control bytes, a top-level
+    /// scalar, a token that reaches the end of the run) it stops before the token, in the start
+    /// state with every counter as the state machine would have it there.
+    #[inline(never)]
+    fn scan_plain(&mut self) -> Option<Emit> {
+        let mut i = self.pos;
+        // Between tokens `complete` leaves no dropped bytes, both counters non-negative with a
+        // sum within the depth limit, and the size and count below their limits (a token that
+        // would break one of these ends the message instead).
+        debug_assert!(self.tok_dropped == 0 && self.brace >= 0 && self.bracket >= 0);
+        debug_assert!((self.brace + self.bracket) as usize <= self.limits.max_depth);
+        debug_assert!(self.ntokens <= self.limits.max_tokens);
+        debug_assert!(self.token_size < self.limits.max_message_bytes || self.ntokens == 0);
+        // Every token has at least one byte, so the tokens within `room` bytes stay below the
+        // size limit (`token_size + len < max_message_bytes`) and within the count limit.
+        let size_room = self.limits.max_message_bytes.saturating_sub(self.token_size).saturating_sub(1);
+        let room = size_room.min(self.limits.max_tokens - self.ntokens);
+        let buf = &self.buf[..self.buf.len().min(i.saturating_add(room))];
+        let end = buf.len();
+        while i < end && matches!(buf[i], b' ' | b'\t' | b'\r' | b'\n') {
+            i += 1;
+        }
+        if i == end || (self.brace + self.bracket == 0 && !matches!(buf[i], b'{' | b'[')) {
+            self.pos = i;
+            return None;
+        }
+        let max_depth = self.limits.max_depth;
+        let (mut brace, mut bracket) = (self.brace, self.bracket);
+        // Tokens taken, and the whitespace between them (all other bytes are theirs).
+        let (mut ntokens, mut spaces) = (0, 0);
+        let mut tok_start = self.tok_start;
+        // The first token, where a message starts if none is open.
+        let first = i;
+        // The `{ [ } ]` that `complete` must judge, if the run ends with one.
+        let mut last = None;
+        while i < end {
+            let len = match buf[i] {
+                b',' | b':' => 1,
+                b'{' if ((brace + bracket) as usize) < max_depth => {
+                    brace += 1;
+                    1
+                }
+                b'[' if ((brace + bracket) as usize) < max_depth => {
+                    bracket += 1;
+                    1
+                }
+                b'}' if brace > 0 && brace + bracket > 1 => {
+                    brace -= 1;
+                    1
+                }
+                b']' if bracket > 0 && brace + bracket > 1 => {
+                    bracket -= 1;
+                    1
+                }
+                b'{' => {
+                    last = Some(Tok::LCurly);
+                    break;
+                }
+                b'[' => {
+                    last = Some(Tok::LSquare);
+                    break;
+                }
+                b'}' => {
+                    last = Some(Tok::RCurly);
+                    break;
+                }
+                b']' => {
+                    last = Some(Tok::RSquare);
+                    break;
+                }
+                b'"' => match plain_string_len(&buf[i..]) {
+                    Some(len) => {
+                        tok_start = i;
+                        len
+                    }
+                    None => break,
+                },
+                b'-' | b'0'..=b'9' => match plain_integer_len(&buf[i..]) {
+                    Some(len) => {
+                        tok_start = i;
+                        len
+                    }
+                    None => break,
+                },
+                b'a'..=b'z' => {
+                    let mut j = i + 1;
+                    while j < end && buf[j].is_ascii_lowercase() {
+                        j += 1;
+                    }
+                    if j == end {
+                        break;
+                    }
+                    tok_start = i;
+                    j - i
+                }
+                _ => break,
+            };
+            ntokens += 1;
+            i += len;
+            while i < end && matches!(buf[i], b' ' | b'\t' | b'\r' | b'\n') {
+                i += 1;
+                spaces += 1;
+            }
+        }
+        if self.ntokens == 0 && !self.doomed && ntokens > 0 {
+            self.msg_start = first;
+        }
+        (self.brace, self.bracket) = (brace, bracket);
+        self.ntokens += ntokens;
+        // Whitespace before the first token was skipped before `first`.
+        self.token_size += i - first - spaces;
+        self.tok_start = tok_start;
+        match last {
+            Some(tok) => {
+                self.pos = i + 1;
+                // A bracket that closes the message breaks no limit within `room`.
+                match tok {
+                    Tok::RCurly if (brace, bracket) == (1, 0) => Some(self.end_message(i + 1)),
+                    Tok::RSquare if (brace, bracket) == (0, 1) => Some(self.end_message(i + 1)),
+                    _ => self.complete(tok, i, i + 1),
+                }
+            }
+            None => {
+                self.pos = i;
+                None
+            }
+        }
+    }
+
+    /// The byte-at-a-time state machine: QEMU's lexer and streamer, for every input.
+    #[inline(never)]
     fn scan_inner(&mut self) -> Option<Emit> {
         let n = self.buf.len();
         let server = self.mode == Mode::Server;
@@ -430,6 +678,15 @@ impl Framer {
         loop {
             match self.state {
                 Lex::Start => {
+                    if !self.slow_only {
+                        self.pos = i;
+                        let out = self.scan_plain();
+                        i = self.pos;
+                        if out.is_some() {
+                            self.pos = i;
+                            return out;
+                        }
+                    }
                     // Between tokens: whitespace and one-byte tokens are handled here.
                     loop {
                         if i >= n {
@@ -631,39 +888,98 @@ impl Framer {
     }
 }
 
-/// Finds the first byte in `hay` that ends a run of ordinary string content: the closing
-/// `quote`, a backslash, a control character (`< 0x20`) or an impossible byte (`0xFE`/`0xFF`).
+/// Returns the length of the `"` string token at the start of `bytes` when it has no
+/// backslash or byte invalid in a string and its closing quote is there; `None` leaves it to
+/// the state machine. A function of its own, so that its scan does not burden the registers
+/// of the fast path's loop.
+#[inline]
+fn plain_string_len(bytes: &[u8]) -> Option<usize> {
+    // Most strings end within their first sixteen bytes: two word tests (as in
+    // `find_special`) decide them without setting up a loop. Fewer than eight bytes (the
+    // end of the input) are looked up one by one.
+    let word = |at: usize| bytes.get(at..).and_then(<[u8]>::first_chunk::<8>).map(|w| u64::from_le_bytes(*w));
+    let by_byte = |at: usize| bytes[at..].iter().position(|&b| !DQ_PLAIN[usize::from(b)]).map(|k| at + k);
+    let special = match word(1).map(|w| special_bytes(w, b'"')) {
+        Some(0) => match word(9).map(|w| special_bytes(w, b'"')) {
+            Some(0) => 17 + find_special(&bytes[17..], b'"')?,
+            Some(hits) => 9 + (hits.trailing_zeros() / 8) as usize,
+            None => by_byte(9)?,
+        },
+        Some(hits) => 1 + (hits.trailing_zeros() / 8) as usize,
+        None => by_byte(1)?,
+    };
+    (bytes[special] == b'"').then_some(special + 1)
+}
+
+/// Returns the length of the integer token `-?(0|[1-9][0-9]*)` at the start of `bytes` when
+/// the byte after it is there and simply ends it, as the number states of
+/// [`Framer::scan_inner`] would decide. `None` leaves the decision to them: a fraction or
+/// exponent follows, a digit follows a leading zero (an error), a `-` has no digit, or
+/// `bytes` ends first.
+#[inline]
+fn plain_integer_len(bytes: &[u8]) -> Option<usize> {
+    let digits = usize::from(bytes.first() == Some(&b'-'));
+    let end = digits + bytes.get(digits..)?.iter().position(|b| !b.is_ascii_digit())?;
+    let plain =
+        end > digits && (bytes[digits] != b'0' || end == digits + 1) && !matches!(bytes[end], b'.' | b'e' | b'E');
+    plain.then_some(end)
+}
+
+/// Whether `b` ends a run of ordinary content in a string delimited by `quote`: the closing
+/// quote, a backslash, a control character (`< 0x20`) or an impossible byte (`0xFE`/`0xFF`).
+const fn ends_string_run(b: u8, quote: u8) -> bool {
+    b == quote || b == b'\\' || b < 0x20 || b >= 0xFE
+}
+
+/// [`ends_string_run`] for `"` strings as a table, for the fast path's short strings (a table
+/// lookup per byte costs less than setting up [`find_special`] for a word or two).
+static DQ_PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = !ends_string_run(b as u8, b'"');
+        b += 1;
+    }
+    table
+};
+
+/// Finds the first byte in `hay` that ends a run of ordinary string content (see
+/// [`ends_string_run`]).
 ///
 /// Eight bytes are tested at a time with word-wide arithmetic ("SWAR"), which keeps framing of
 /// string-heavy replies such as `query-qmp-schema` far cheaper than decoding them.
-#[inline]
+#[inline(never)]
 fn find_special(hay: &[u8], quote: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let q = LO * u64::from(quote);
-    let bs = LO * u64::from(b'\\');
     let mut chunks = hay.chunks_exact(8);
     let mut base = 0;
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        // A zero byte in `v` shows up as a set high bit in `v - LO & !v`; the lowest such bit
-        // is always exact, which is all that is needed to find the first match.
-        let xq = x ^ q;
-        let xb = x ^ bs;
-        let xf = !(x | LO); // zero exactly where the byte is 0xFE or 0xFF
-        let hits = (xq.wrapping_sub(LO) & !xq)
-            | (xb.wrapping_sub(LO) & !xb)
-            | (x.wrapping_sub(LO * 0x20) & !x)
-            | (xf.wrapping_sub(LO) & !xf);
-        let hits = hits & HI;
+        let hits = special_bytes(u64::from_le_bytes(word), quote);
         if hits != 0 {
             return Some(base + (hits.trailing_zeros() / 8) as usize);
         }
         base += 8;
     }
-    chunks.remainder().iter().position(|&b| b == quote || b == b'\\' || !(0x20..0xFE).contains(&b)).map(|p| base + p)
+    chunks.remainder().iter().position(|&b| ends_string_run(b, quote)).map(|p| base + p)
+}
+
+/// Marks the bytes of a little-endian `word` for which [`ends_string_run`] holds, with the
+/// high bit of each marked byte. Only the lowest mark is exact (a borrow may mark a byte
+/// above it), which is all that is needed to find the first such byte.
+#[inline]
+fn special_bytes(x: u64, quote: u8) -> u64 {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // A zero byte in `v` shows up as a set high bit in `v - LO & !v`.
+    let xq = x ^ (LO * u64::from(quote));
+    let xb = x ^ (LO * u64::from(b'\\'));
+    let xf = !(x | LO); // zero exactly where the byte is 0xFE or 0xFF
+    let hits = (xq.wrapping_sub(LO) & !xq)
+        | (xb.wrapping_sub(LO) & !xb)
+        | (x.wrapping_sub(LO * 0x20) & !x)
+        | (xf.wrapping_sub(LO) & !xf);
+    hits & HI
 }
 
 #[cfg(test)]
@@ -1163,6 +1479,258 @@ mod tests {
         assert!(!f.is_mid_message());
     }
 
+    /// A small deterministic generator (xorshift), so that every run checks the same inputs.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, items: &[&'a [u8]]) -> &'a [u8] {
+            items[self.below(items.len())]
+        }
+    }
+
+    /// Whitespace, mostly what QEMU writes.
+    const WS: &[&[u8]] = &[b"", b"", b" ", b" ", b"\r\n", b"\n", b"\t", b"  \r\n "];
+
+    /// One generated value: mostly what QEMU and clients write, with the odd irregular token
+    /// (escapes, single quotes, bad numbers, stray and control bytes, non-ASCII, long runs).
+    fn gen_value(rng: &mut Rng, depth: usize, out: &mut Vec<u8>) {
+        match rng.below(if depth >= 3 { 4 } else { 7 }) {
+            0 => gen_string(rng, out),
+            1 => out.extend_from_slice(rng.pick(&[
+                b"0",
+                b"-0",
+                b"7",
+                b"42",
+                b"-13",
+                b"123456789",
+                b"3.25",
+                b"-0.5",
+                b"1e9",
+                b"2E-3",
+                b"6.0e+2",
+                b"01",
+                b"-",
+                b"1.",
+                b"1e",
+                b"0e1",
+                b"-x",
+                b"1.e5",
+                b"9" as &[u8],
+            ])),
+            2 => out.extend_from_slice(rng.pick(&[
+                b"true",
+                b"false",
+                b"null",
+                b"running",
+                b"nul",
+                b"x",
+                b"True",
+                b"aaaaaaaaaaaaaaaaaaaaaaaa",
+            ])),
+            3 => out.extend_from_slice(rng.pick(&[
+                b"%",
+                b"'",
+                b"}",
+                b"]",
+                b",",
+                b":",
+                b"\xff",
+                b"\x00",
+                b"\\",
+                b"\xc3\xa9",
+            ])),
+            4 | 5 => {
+                out.push(b'{');
+                for k in 0..rng.below(4) {
+                    if k > 0 || rng.below(8) == 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(rng.pick(WS));
+                    gen_string(rng, out);
+                    out.extend_from_slice(rng.pick(WS));
+                    out.push(b':');
+                    out.extend_from_slice(rng.pick(WS));
+                    gen_value(rng, depth + 1, out);
+                }
+                out.extend_from_slice(rng.pick(WS));
+                if rng.below(12) > 0 {
+                    out.push(b'}');
+                }
+            }
+            _ => {
+                out.push(b'[');
+                for k in 0..rng.below(4) {
+                    if k > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(rng.pick(WS));
+                    gen_value(rng, depth + 1, out);
+                }
+                if rng.below(12) > 0 {
+                    out.push(b']');
+                }
+            }
+        }
+    }
+
+    fn gen_string(rng: &mut Rng, out: &mut Vec<u8>) {
+        let quote = if rng.below(8) == 0 { b'\'' } else { b'"' };
+        out.push(quote);
+        for _ in 0..rng.below(4) {
+            out.extend_from_slice(rng.pick(&[
+                b"execute",
+                b"query-status",
+                b"id",
+                b"return",
+                b" ",
+                b"a}b]",
+                b"{[",
+                b"h\xc3\xa9llo",
+                b"\xf0\x9f\x98\x80",
+                b"\\n",
+                b"\\\"",
+                b"\\\\",
+                b"\\u00e9",
+                b"\\'",
+                b"\\x",
+                b"'",
+                b"\"",
+                b"\x01",
+                b"\x7f",
+                b"\xfe",
+                b"\xff",
+                b"\t",
+                b"abcdefghijklmnopqrstuvwxyz0123456789",
+                b"%",
+            ]));
+        }
+        if rng.below(16) > 0 {
+            out.push(quote);
+        }
+    }
+
+    /// A stream of a few messages, sometimes with a few bytes changed afterwards.
+    fn gen_stream(rng: &mut Rng) -> Vec<u8> {
+        let mut out = rng.pick(WS).to_vec();
+        for _ in 0..1 + rng.below(3) {
+            gen_value(rng, 0, &mut out);
+            out.extend_from_slice(rng.pick(&[b"", b"\r\n", b"\n", b" ", b"\r\n\r\n"]));
+        }
+        for _ in 0..rng.below(4).saturating_sub(1) {
+            let at = rng.below(out.len() + 1);
+            let byte = *b"{}[]\"':, \n\\%-.e0a\x00\xff\xfe".get(rng.below(22)).unwrap_or(&b'x');
+            match rng.below(3) {
+                0 => out.insert(at, byte),
+                _ if at < out.len() => {
+                    if rng.below(2) == 0 {
+                        out[at] = byte;
+                    } else {
+                        out.remove(at);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn gen_limits(rng: &mut Rng) -> Limits {
+        Limits { max_message_bytes: rng.below(48), max_depth: rng.below(6), max_tokens: rng.below(24) }
+    }
+
+    #[test]
+    fn fast_path_matches_state_machine_on_generated_input() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut frames = 0;
+        let mut total = 0;
+        for _ in 0..600 {
+            let input = gen_stream(&mut rng);
+            total += input.len();
+            let small = gen_limits(&mut rng);
+            for mode in [Mode::Client, Mode::Server] {
+                for limits in [Limits::default(), small] {
+                    let whole = assert_fast_path_matches(mode, limits, &[&input]);
+                    frames += whole.iter().filter(|item| item.is_ok()).count();
+                    // Split at every byte boundary, one byte at a time, and in random chunks.
+                    // Each call compares the paths on its own; with the default limits the
+                    // results must not depend on the split either (with small ones they may:
+                    // a message's raw size, whitespace included, is checked per call).
+                    let mut splits = vec![input.chunks(1).collect::<Vec<_>>()];
+                    for cut in 0..=input.len() {
+                        splits.push(vec![&input[..cut], &input[cut..]]);
+                    }
+                    let mut chunks = Vec::new();
+                    let mut rest = &input[..];
+                    while !rest.is_empty() {
+                        let (chunk, tail) = rest.split_at(1 + rng.below(rest.len()).min(rng.below(20)));
+                        chunks.push(chunk);
+                        rest = tail;
+                    }
+                    splits.push(chunks);
+                    for split in splits {
+                        let out = assert_fast_path_matches(mode, limits, &split);
+                        if limits == Limits::default() {
+                            assert_eq!(out, whole);
+                        }
+                    }
+                }
+            }
+        }
+        // The generator reaches ordinary messages, not only errors.
+        assert!(frames > 1000, "only {frames} frames");
+        assert!(total > 10_000, "only {total} bytes");
+    }
+
+    #[test]
+    fn fast_path_matches_state_machine_at_limit_edges() {
+        // Every limit from zero to past the message, so that each token in turn is the one
+        // that reaches a limit.
+        let reply: &[u8] = b"{\"return\": {\"status\": \"prelaunch\", \"singlestep\": false, \"running\": false}}\r\n";
+        let request: &[u8] = b"{\"execute\":\"query-status\",\"arguments\":{\"a\":[1,[-2,{}]]},\"id\":1}";
+        let base = Limits::default();
+        for input in [reply, request] {
+            for mode in [Mode::Client, Mode::Server] {
+                for n in 0..=input.len() + 1 {
+                    for limits in [
+                        Limits { max_message_bytes: n, ..base },
+                        Limits { max_tokens: n, ..base },
+                        Limits { max_depth: n.min(6), ..base },
+                    ] {
+                        assert_fast_path_matches(mode, limits, &[input, input]);
+                        for cut in 0..=input.len() {
+                            assert_fast_path_matches(mode, limits, &[&input[..cut], &input[cut..], input]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fast_path_takes_ordinary_messages_whole() {
+        // The fast path lexes QEMU's reply and a client's request to the end in one call; the
+        // state machine only sees what is left (nothing).
+        for (mode, input) in [
+            (
+                Mode::Client,
+                &b"{\"return\": {\"status\": \"prelaunch\", \"singlestep\": false, \"running\": false}}"[..],
+            ),
+            (Mode::Server, &b"{\"execute\":\"query-status\",\"id\":1}"[..]),
+        ] {
+            let mut framer = Framer::new(mode, Limits::default());
+            framer.push(input);
+            assert_eq!(framer.scan_plain(), Some(Ok((0, input.len()))));
+            assert_eq!(framer.pos, input.len());
+        }
+    }
+
     #[test]
     fn find_special_matches_naive_scan() {
         let alphabet = [b'a', b'"', b'\\', 0x1F, 0x20, 0x7F, 0x80, 0xFD, 0xFE, 0xFF, b'\'', 0x00];
@@ -1176,6 +1744,10 @@ mod tests {
                     .collect();
                 for quote in [b'"', b'\''] {
                     let naive = hay.iter().position(|&b| b == quote || b == b'\\' || !(0x20..0xFE).contains(&b));
+                    if quote == b'"' {
+                        let table = hay.iter().position(|&b| !DQ_PLAIN[usize::from(b)]);
+                        assert_eq!(table, naive, "{hay:?}");
+                    }
                     assert_eq!(find_special(&hay, quote), naive, "{hay:?}");
                 }
             }

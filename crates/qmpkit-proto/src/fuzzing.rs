@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::client::{ClientConfig, ClientEvent, ClientSession};
-use crate::framer::{Framer, Limits, Mode};
+use crate::framer::{Limits, Mode};
 use crate::message::Command;
 use crate::server::{CommandInfo, Input, ServerConfig, ServerSession};
 
@@ -13,14 +13,19 @@ fn small_limits() -> Limits {
     Limits { max_message_bytes: 4096, max_depth: 32, max_tokens: 512 }
 }
 
-/// Frames `data` in both modes, split at a point the data chooses, and checks that frames
-/// never exceed the limit and that the framer's output does not depend on the split.
+/// Frames `data` in both modes, whole, split at a point the data chooses and in chunks of a
+/// size it chooses, and checks that the fast path yields exactly what the byte-at-a-time state
+/// machine yields (and leaves the same state), that frames never exceed the limit and that
+/// the output does not depend on the split.
 pub fn framer(data: &[u8]) {
+    let split = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
+    let chunk = data.get(1).map_or(1, |&b| usize::from(b % 16) + 1);
+    let chunks: Vec<&[u8]> = data.chunks(chunk).collect();
     for mode in [Mode::Client, Mode::Server] {
         let whole = collect(mode, &[data]);
-        let split = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
         let parts = collect(mode, &[&data[..split], &data[split..]]);
         assert_eq!(whole, parts, "framing depends on how the input was split");
+        assert_eq!(whole, collect(mode, &chunks), "framing depends on how the input was split");
         for frame in whole.iter().flatten() {
             assert!(frame.len() <= small_limits().max_message_bytes);
         }
@@ -28,15 +33,10 @@ pub fn framer(data: &[u8]) {
 }
 
 fn collect(mode: Mode, parts: &[&[u8]]) -> Vec<Result<Vec<u8>, String>> {
-    let mut framer = Framer::new(mode, small_limits());
-    let mut out = Vec::new();
-    for part in parts {
-        framer.push(part);
-        while let Some(item) = framer.next_frame() {
-            out.push(item.map(crate::framer::Frame::into_bytes).map_err(|e| e.to_string()));
-        }
-    }
-    out
+    crate::framer::assert_fast_path_matches(mode, small_limits(), parts)
+        .into_iter()
+        .map(|item| item.map(crate::framer::Frame::into_bytes).map_err(|e| e.to_string()))
+        .collect()
 }
 
 /// Feeds `data` to a server session as client input and checks that every reply it writes is
