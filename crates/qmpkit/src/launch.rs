@@ -273,12 +273,49 @@ impl Drop for Instance {
     }
 }
 
+/// Numbers the private directories of this process.
+static DIR_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// How many names [`private_dir`] tries before it gives up.
+const DIR_ATTEMPTS: u32 = 1000;
+
 /// Makes a directory only this user can enter, for the socket.
+///
+/// A name already taken belongs to an earlier process that had the same pid and was killed
+/// before it could clean up: it is skipped, never reused, since it is not ours.
 fn private_dir() -> std::io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("qmpkit-{}-{n}", std::process::id()));
-    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-    Ok(dir)
+    let mut attempts = 0;
+    loop {
+        let n = DIR_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("qmpkit-{}-{n}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && attempts < DIR_ATTEMPTS => attempts += 1,
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names left behind by a killed process with the same pid are passed over.
+    #[test]
+    fn private_dir_skips_names_an_earlier_process_left() {
+        let next = DIR_COUNTER.load(Ordering::Relaxed);
+        let stale: Vec<PathBuf> =
+            (next..next + 3).map(|n| std::env::temp_dir().join(format!("qmpkit-{}-{n}", std::process::id()))).collect();
+        for dir in &stale {
+            std::fs::create_dir(dir).unwrap();
+        }
+        let made = private_dir();
+        for dir in &stale {
+            std::fs::remove_dir(dir).unwrap();
+        }
+        let made = made.expect("a fresh directory despite the stale ones");
+        assert!(!stale.contains(&made), "{} was an earlier process's", made.display());
+        std::fs::remove_dir(&made).unwrap();
+    }
 }
