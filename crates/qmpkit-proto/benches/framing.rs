@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use qmpkit_proto::qjson::parse_input;
-use qmpkit_proto::{Framer, Limits, Mode};
+use qmpkit_proto::{Frame, Framer, Limits, Mode};
 use serde_json::Value;
 use std::hint::black_box;
 
@@ -104,11 +104,15 @@ fn fetch_schema_reply() -> Vec<u8> {
 
 /// Frames one reply line and decodes the frame, as a QMP client does for each read.
 fn frame_and_decode(framer: &mut Framer, line: &[u8]) -> Value {
-    framer.push(line);
+    serde_json::from_slice(one_frame(framer, line).as_bytes()).expect("valid JSON")
+}
+
+/// Pushes `bytes`, which hold exactly one message, and takes its frame.
+fn one_frame(framer: &mut Framer, bytes: &[u8]) -> Frame {
+    framer.push(bytes);
     let frame = framer.next_frame().expect("a complete frame").expect("valid JSON");
-    let value = serde_json::from_slice(frame.as_bytes()).expect("valid JSON");
     assert!(framer.next_frame().is_none());
-    value
+    frame
 }
 
 fn bench_reply(c: &mut Criterion, name: &str, line: &[u8]) {
@@ -124,12 +128,7 @@ fn bench_reply(c: &mut Criterion, name: &str, line: &[u8]) {
     });
     group.bench_function("framer_only", |b| {
         let mut framer = Framer::new(Mode::Client, Limits::default());
-        b.iter(|| {
-            framer.push(black_box(line));
-            let frame = framer.next_frame().expect("a frame").expect("valid JSON");
-            assert!(framer.next_frame().is_none());
-            frame.into_bytes().len()
-        })
+        b.iter(|| one_frame(&mut framer, black_box(line)).into_bytes().len())
     });
     group.finish();
 }
@@ -141,21 +140,11 @@ fn bench_request(c: &mut Criterion, name: &str, request: &[u8]) {
     group.bench_function("parse_input", |b| b.iter(|| parse_input(black_box(request)).expect("valid JSON")));
     group.bench_function("framer+parse_input", |b| {
         let mut framer = Framer::new(Mode::Server, Limits::default());
-        b.iter(|| {
-            framer.push(black_box(request));
-            let frame = framer.next_frame().expect("a frame").expect("valid JSON");
-            assert!(framer.next_frame().is_none());
-            parse_input(frame.as_bytes()).expect("valid JSON")
-        })
+        b.iter(|| parse_input(one_frame(&mut framer, black_box(request)).as_bytes()).expect("valid JSON"))
     });
     group.bench_function("framer_only", |b| {
         let mut framer = Framer::new(Mode::Server, Limits::default());
-        b.iter(|| {
-            framer.push(black_box(request));
-            let frame = framer.next_frame().expect("a frame").expect("valid JSON");
-            assert!(framer.next_frame().is_none());
-            frame.into_bytes().len()
-        })
+        b.iter(|| one_frame(&mut framer, black_box(request)).into_bytes().len())
     });
     group.finish();
 }
