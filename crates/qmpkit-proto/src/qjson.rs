@@ -352,9 +352,74 @@ fn parse_number(text: &str, kind: Kind) -> Value {
 enum Open {
     Array(Vec<Value>),
     /// An object whose next value is a member name.
-    Key(Map<String, Value>),
+    Key(Members),
     /// An object whose next value belongs to the given member name.
-    Member(Map<String, Value>, String),
+    Member(Members, String),
+}
+
+/// How many members a top-level object keeps in a vector before it moves them into a map.
+const FEW_MEMBERS: usize = 16;
+
+/// The members of an object being built.
+///
+/// A request envelope (the top-level object of [`parse_request`]) has a handful of members
+/// that the session only walks, so they stay in a vector, where finding a duplicate name is a
+/// few comparisons instead of hashing every name into a map. Every other object, and an
+/// envelope with more than [`FEW_MEMBERS`] members, is a [`Map`].
+enum Members {
+    Few(Vec<(String, Value)>),
+    Map(Map<String, Value>),
+}
+
+impl Members {
+    /// Adds a member; `false` if the object already has one of that name (QEMU's
+    /// `duplicate key`), in which case the object is left as it was.
+    fn insert(&mut self, key: String, value: Value) -> bool {
+        match self {
+            Members::Few(members) => {
+                if members.iter().any(|(name, _)| *name == key) {
+                    return false;
+                }
+                if members.len() < FEW_MEMBERS {
+                    members.push((key, value));
+                    return true;
+                }
+                let mut map = Map::with_capacity(members.len() + 1);
+                map.extend(members.drain(..));
+                map.insert(key, value);
+                *self = Members::Map(map);
+                true
+            }
+            // One lookup both finds a duplicate and places the member.
+            Members::Map(map) => match map.entry(key) {
+                Entry::Vacant(slot) => {
+                    slot.insert(value);
+                    true
+                }
+                Entry::Occupied(_) => false,
+            },
+        }
+    }
+}
+
+/// A frame parsed by [`parse_request`].
+#[derive(Debug, PartialEq)]
+pub(crate) enum Parsed {
+    /// A top-level object with at most [`FEW_MEMBERS`] members, in the order they came.
+    Members(Vec<(String, Value)>),
+    /// Any other value.
+    Value(Value),
+}
+
+impl Parsed {
+    /// The value [`parse_input`] gives for the same frame.
+    #[cfg(test)]
+    pub(crate) fn into_value(self) -> Value {
+        match self {
+            Parsed::Members(members) => Value::Object(members.into_iter().collect()),
+            Parsed::Value(value) => value,
+        }
+    }
 }
 
 /// Parses one frame of client input as QEMU's `json-parser.c` does.
@@ -372,8 +437,26 @@ enum Open {
 /// or `JSON parse error, expected separator in list`; a lexical error in the frame gives the
 /// framer's `JSON parse error, stray '...'`.
 pub fn parse_input(frame: &[u8]) -> Result<Value, String> {
+    match parse_frame(frame, false)? {
+        Parsed::Value(value) => Ok(value),
+        // Unreachable: only an envelope parse keeps members in a vector.
+        Parsed::Members(members) => Ok(Value::Object(members.into_iter().collect())),
+    }
+}
+
+/// Parses one frame of client input as [`parse_input`] does, with the same errors, but keeps
+/// the members of a small top-level object (a request envelope) in a vector rather than a
+/// map, for a caller that only walks them.
+///
+/// # Errors
+/// As [`parse_input`].
+pub(crate) fn parse_request(frame: &[u8]) -> Result<Parsed, String> {
+    parse_frame(frame, true)
+}
+
+fn parse_frame(frame: &[u8], envelope: bool) -> Result<Parsed, String> {
     let mut lexer = Lexer::new(frame);
-    match parse_tokens(frame, &mut lexer) {
+    match parse_tokens(frame, &mut lexer, envelope) {
         Ok(value) => Ok(value),
         Err(Failure::Lex(error)) => Err(error),
         Err(Failure::Parse(error)) => Err(lexer.rest_error().unwrap_or(error)),
@@ -387,12 +470,18 @@ enum Failure {
     Parse(String),
 }
 
-/// The parser of [`parse_input`], pulling tokens from `lexer`.
-fn parse_tokens(frame: &[u8], lexer: &mut Lexer<'_>) -> Result<Value, Failure> {
+/// The parser of [`parse_input`], pulling tokens from `lexer`; with `envelope`, a small
+/// top-level object comes back as [`Parsed::Members`].
+fn parse_tokens(frame: &[u8], lexer: &mut Lexer<'_>, envelope: bool) -> Result<Parsed, Failure> {
     let text = |t: &Token| &frame[t.start..t.end];
     let mut stack: Vec<Open> = Vec::new();
     let premature = || Failure::Parse(parse_error(b"premature EOI"));
     let failed = |msg: &[u8]| Failure::Parse(parse_error(msg));
+    // The top-level value is complete: nothing may follow it.
+    let end = |lexer: &mut Lexer<'_>| match lexer.next().map_err(Failure::Lex)? {
+        Some(_) => Err(failed(b"unexpected token after value")),
+        None => Ok(()),
+    };
     'value: loop {
         // parse_value()
         let Some(tok) = lexer.next().map_err(Failure::Lex)? else {
@@ -409,7 +498,12 @@ fn parse_tokens(frame: &[u8], lexer: &mut Lexer<'_>) -> Result<Value, Failure> {
                         lexer.peeked = None;
                         Value::Object(Map::new())
                     } else {
-                        stack.push(Open::Key(Map::new()));
+                        let members = if envelope && stack.is_empty() {
+                            Members::Few(Vec::new())
+                        } else {
+                            Members::Map(Map::new())
+                        };
+                        stack.push(Open::Key(members));
                         continue 'value;
                     }
                 } else if peek.kind == Kind::RSquare {
@@ -439,10 +533,8 @@ fn parse_tokens(frame: &[u8], lexer: &mut Lexer<'_>) -> Result<Value, Failure> {
         // A value is complete: hand it to the containers it closes.
         loop {
             let Some(open) = stack.pop() else {
-                if lexer.next().map_err(Failure::Lex)?.is_some() {
-                    return Err(failed(b"unexpected token after value"));
-                }
-                return Ok(value);
+                end(lexer)?;
+                return Ok(Parsed::Value(value));
             };
             match open {
                 Open::Key(map) => {
@@ -456,19 +548,22 @@ fn parse_tokens(frame: &[u8], lexer: &mut Lexer<'_>) -> Result<Value, Failure> {
                     stack.push(Open::Member(map, key));
                     continue 'value;
                 }
-                Open::Member(mut map, key) => {
-                    // One lookup both finds a duplicate and places the member.
-                    match map.entry(key) {
-                        Entry::Vacant(slot) => {
-                            slot.insert(value);
-                        }
-                        Entry::Occupied(_) => return Err(failed(b"duplicate key")),
+                Open::Member(mut members, key) => {
+                    if !members.insert(key, value) {
+                        return Err(failed(b"duplicate key"));
                     }
                     let tok = lexer.next().map_err(Failure::Lex)?.ok_or_else(premature)?;
                     match tok.kind {
-                        Kind::RCurly => value = Value::Object(map),
+                        Kind::RCurly => match members {
+                            Members::Map(map) => value = Value::Object(map),
+                            // Only the top-level object of an envelope parse is `Few`.
+                            Members::Few(members) => {
+                                end(lexer)?;
+                                return Ok(Parsed::Members(members));
+                            }
+                        },
                         Kind::Comma => {
-                            stack.push(Open::Key(map));
+                            stack.push(Open::Key(members));
                             continue 'value;
                         }
                         _ => return Err(failed(b"expected separator in dict")),
@@ -682,9 +777,13 @@ mod tests {
 
     /// The single check for the parser boundary: `input` parses to `expected` (a JSON value
     /// written in serde_json syntax) or fails with exactly the `Err` text.
+    /// The envelope parse of the session must agree with it on every input.
     fn check(input: &[u8], expected: Result<Value, &str>) {
+        let expected = expected.map_err(str::to_string);
         let got = parse_input(input);
-        assert_eq!(got, expected.map_err(str::to_string), "input {:?}", String::from_utf8_lossy(input));
+        assert_eq!(got, expected, "input {:?}", String::from_utf8_lossy(input));
+        let request = parse_request(input).map(Parsed::into_value);
+        assert_eq!(request, expected, "envelope parse of {:?}", String::from_utf8_lossy(input));
     }
 
     /// The single check for the writer boundary: compact output of `value` is `expected`.
@@ -893,6 +992,49 @@ mod tests {
         check(b"[1] [2] %", Err("JSON parse error, stray '%'"));
         check(b"[1] %", Err("JSON parse error, stray '%'"));
         check(b"[1, [2, %]", Err("JSON parse error, stray '%'"));
+    }
+
+    #[test]
+    fn envelope_parse_agrees_with_parse_input() {
+        // Duplicate keys at every depth, also past the point where a top-level object moves
+        // its members into a map, and keys spelt differently that decode to the same name.
+        check(b"{\"id\": 1, \"id\": 2}", Err("JSON parse error, duplicate key"));
+        check(b"{'id': 1, \"i\\u0064\": 2}", Err("JSON parse error, duplicate key"));
+        check(b"{\"a\": {\"b\": 1, \"b\": 2}}", Err("JSON parse error, duplicate key"));
+        check(b"{\"a\": [{\"b\": {\"c\": 1, 'c': 2}}]}", Err("JSON parse error, duplicate key"));
+        check(b"[{\"b\": 1, \"b\": 2}]", Err("JSON parse error, duplicate key"));
+        // A lexical error after the duplicate still wins, as in QEMU.
+        check(b"{\"id\": 1, \"id\": 2, %}", Err("JSON parse error, stray '%'"));
+        check(b"{\"a\": 1, \"a\": 2 \"b\"}", Err("JSON parse error, duplicate key"));
+        check(b"{\"a\": 1} 2", Err("JSON parse error, unexpected token after value"));
+        check(b"{\"a\": 1, \"b\": }", Err("JSON parse error, expecting value"));
+        check(b"{\"a\": 1, 2: 3}", Err("JSON parse error, key is not a string in object"));
+        for count in [FEW_MEMBERS - 1, FEW_MEMBERS, FEW_MEMBERS + 1, 3 * FEW_MEMBERS] {
+            let names: Vec<String> = (0..count).map(|i| format!("k{i}")).collect();
+            let members: Vec<String> = names.iter().map(|name| format!("\"{name}\": 1")).collect();
+            let object = format!("{{{}}}", members.join(", "));
+            let expected: Map<String, Value> = names.iter().map(|name| (name.clone(), json!(1))).collect();
+            check(object.as_bytes(), Ok(Value::Object(expected)));
+            let parsed = parse_request(object.as_bytes()).unwrap();
+            assert_eq!(matches!(parsed, Parsed::Members(_)), count <= FEW_MEMBERS, "{count} members");
+            for dup in [0, count - 1] {
+                let object = format!("{{{}, \"k{dup}\": 2}}", members.join(", "));
+                check(object.as_bytes(), Err("JSON parse error, duplicate key"));
+                let object = format!("{{\"a\": {{{}, \"k{dup}\": 2}}}}", members.join(", "));
+                check(object.as_bytes(), Err("JSON parse error, duplicate key"));
+            }
+        }
+        // QEMU's extensions in an envelope: single quotes, `\'`, big numbers.
+        check(
+            b"{'execute': 'it\\'s', \"id\": 18446744073709551616, 'arguments': {'n': -9223372036854775809}}",
+            Ok(json!({"execute": "it's", "id": 18_446_744_073_709_551_616.0,
+                "arguments": {"n": -9_223_372_036_854_775_809.0}})),
+        );
+        check(b"{}", Ok(json!({})));
+        check(b"{\"\": 1, \"\\u0000\": 2}", Ok(json!({"": 1, "\u{0}": 2})));
+        // Member order is kept in the vector.
+        let parsed = parse_request(b"{\"id\": 1, \"execute\": \"x\"}").unwrap();
+        assert_eq!(parsed, Parsed::Members(vec![("id".into(), json!(1)), ("execute".into(), json!("x"))]));
     }
 
     #[test]

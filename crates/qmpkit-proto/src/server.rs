@@ -40,7 +40,7 @@ use crate::message::{
     Capability, ErrorClass, Event, Greeting, QemuVersion, QmpError, Response, ServerMessage, VersionInfo,
     encode_server_value,
 };
-use crate::qjson;
+use crate::qjson::{self, Parsed};
 
 /// Which generation of QMP the server speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -332,11 +332,11 @@ impl ServerSession {
                 Ok(frame) => frame,
                 Err(err) => return Some(self.reply_in_band(None, Refusal::Parse(err.to_string()))),
             };
-            let value = match qjson::parse_input(frame.as_bytes()) {
-                Ok(value) => value,
+            let parsed = match qjson::parse_request(frame.as_bytes()) {
+                Ok(parsed) => parsed,
                 Err(text) => return Some(self.reply_in_band(None, Refusal::Parse(text))),
             };
-            if let Some(input) = self.judge(value, commands) {
+            if let Some(input) = self.judge(parsed, commands) {
                 return Some(input);
             }
         }
@@ -381,9 +381,13 @@ impl ServerSession {
         Input::Reply { bytes, in_band: true }
     }
 
-    fn judge(&mut self, value: Value, commands: &impl Commands) -> Option<Input> {
-        let Value::Object(envelope) = value else {
-            return Some(self.reply_in_band(None, Refusal::NotObject));
+    fn judge(&mut self, parsed: Parsed, commands: &impl Commands) -> Option<Input> {
+        // The envelope's members in the order they came; a map only for an unusually large
+        // envelope, which the checks below refuse anyway.
+        let envelope: Vec<(String, Value)> = match parsed {
+            Parsed::Members(members) => members,
+            Parsed::Value(Value::Object(map)) => map.into_iter().collect(),
+            Parsed::Value(_) => return Some(self.reply_in_band(None, Refusal::NotObject)),
         };
         let seed = self.config.dialect == Dialect::Seed2010;
         // An envelope has a handful of members: one walk over them finds what the checks
@@ -449,12 +453,12 @@ impl ServerSession {
     }
 
     /// QEMU's envelope checks, in the order QEMU visits the members (see [`qdict_order`]).
-    fn check_envelope(&self, envelope: &Map<String, Value>) -> Result<(), Refusal> {
+    fn check_envelope(&self, envelope: &[(String, Value)]) -> Result<(), Refusal> {
         if self.envelope_is_sound(envelope) {
             return Ok(());
         }
         let mut exec_key: Option<&str> = None;
-        for (key, value) in qdict_order(envelope) {
+        for (key, value) in qdict_order(envelope.iter().map(|(key, value)| (key, value))) {
             match key.as_str() {
                 "execute" | "exec-oob" if key == "execute" || self.oob => {
                     if !value.is_string() {
@@ -482,7 +486,7 @@ impl ServerSession {
 
     /// Whether no member of the envelope fails any check, so that the order QEMU visits them
     /// in cannot matter: the common case, answered without sorting the members.
-    fn envelope_is_sound(&self, envelope: &Map<String, Value>) -> bool {
+    fn envelope_is_sound(&self, envelope: &[(String, Value)]) -> bool {
         let mut exec_keys = 0;
         for (key, value) in envelope {
             match key.as_str() {
@@ -536,7 +540,9 @@ impl ServerSession {
                 wanted.push(cap.clone());
             }
         }
-        if let Some((key, _)) = qdict_order(arguments).into_iter().find(|(key, _)| seed || key.as_str() != "enable") {
+        if let Some((key, _)) =
+            qdict_order(arguments.iter()).into_iter().find(|(key, _)| seed || key.as_str() != "enable")
+        {
             return Err(Refusal::Argument(format!("Parameter '{key}' is unexpected")));
         }
         Ok(wanted)
@@ -560,10 +566,10 @@ impl ServerSession {
 /// envelope error QEMU reports does not depend on the order the members arrived in, except
 /// between members that share a bucket: `{"foo": 1, "execute": 2}` is refused for `execute`
 /// either way round, while of `execute` and `xl` (one bucket) the later one is checked first.
-fn qdict_order(object: &Map<String, Value>) -> Vec<(&String, &Value)> {
+fn qdict_order<'a>(object: impl Iterator<Item = (&'a String, &'a Value)>) -> Vec<(&'a String, &'a Value)> {
     const BUCKETS: u32 = 512;
     let mut members: Vec<(u32, usize, (&String, &Value))> =
-        object.iter().enumerate().map(|(i, member)| (tdb_hash(member.0.as_bytes()) % BUCKETS, i, member)).collect();
+        object.enumerate().map(|(i, member)| (tdb_hash(member.0.as_bytes()) % BUCKETS, i, member)).collect();
     members.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
     members.into_iter().map(|(_, _, member)| member).collect()
 }
