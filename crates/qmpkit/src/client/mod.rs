@@ -978,28 +978,42 @@ impl Client {
         if let Some(reason) = self.closed_reason() {
             return Err(Error::Disconnected(reason));
         }
-        // The name is only needed to report a timeout.
-        let name = if timeout.is_some() { command.name().to_owned() } else { String::new() };
         let key = self.inner.next_key.fetch_add(1, Ordering::Relaxed);
         let (reply_tx, reply_rx) = oneshot::channel();
         let mut guard = CancelGuard { key, cancels: &self.inner.cancels, armed: true };
-        let round_trip = async {
-            let call = Box::new(Call { key, command, anonymous, fds, reply: reply_tx });
-            if self.inner.calls.send(ToDriver::Call(call)).await.is_err() {
-                return Err(Error::Disconnected(self.closed().await));
+        // Each future is built where it is awaited, and without a deadline the round trip is
+        // not wrapped at all: every wrapper or local moved into an await copies the whole
+        // future once more, on every call.
+        let result = match timeout {
+            None => self.round_trip(Box::new(Call { key, command, anonymous, fds, reply: reply_tx }), reply_rx).await,
+            Some(after) => {
+                // The name is only needed to report a timeout.
+                let what = command.name().to_owned();
+                let call = Box::new(Call { key, command, anonymous, fds, reply: reply_tx });
+                match tokio::time::timeout(after, self.round_trip(call, reply_rx)).await {
+                    Ok(result) => result,
+                    Err(_) => return Err(Error::Timeout { what, after }),
+                }
             }
-            match reply_rx.await {
-                Ok(result) => result,
-                Err(_) => Err(Error::Disconnected(self.closed().await)),
-            }
-        };
-        let result = with_deadline(timeout, &name, round_trip).await;
-        let result = match result {
-            Ok(inner) => inner,
-            Err(timeout) => return Err(timeout),
         };
         guard.armed = false;
         result
+    }
+
+    /// Hands a call to the driver and waits for its reply.
+    async fn round_trip(
+        &self,
+        call: Box<Call>,
+        reply_rx: oneshot::Receiver<Result<RawResponse, Error>>,
+    ) -> Result<RawResponse, Error> {
+        if self.inner.calls.send(ToDriver::Call(call)).await.is_err() {
+            // Boxed, so that this rare wait does not make every round trip's future larger.
+            return Err(Error::Disconnected(Box::pin(self.closed()).await));
+        }
+        match reply_rx.await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Disconnected(Box::pin(self.closed()).await)),
+        }
     }
 }
 
