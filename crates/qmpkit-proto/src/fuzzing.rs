@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use crate::client::{ClientConfig, ClientEvent, ClientSession};
 use crate::framer::{Limits, Mode};
 use crate::message::Command;
+use crate::qjson;
 use crate::server::{CommandInfo, Input, ServerConfig, ServerSession};
 
 /// Small limits, so that the fuzzer reaches them.
@@ -48,6 +49,8 @@ pub fn server_session(data: &[u8]) {
     ]
     .into_iter()
     .collect();
+    // The session's envelope parse agrees with the public parser on any frame.
+    assert_eq!(qjson::parse_request(data).map(qjson::Parsed::into_value), qjson::parse_input(data));
     let mut session = ServerSession::new(ServerConfig { limits: small_limits(), ..ServerConfig::default() });
     session.handle_input(data);
     while let Some(input) = session.poll_input(&commands) {

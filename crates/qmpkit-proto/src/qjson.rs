@@ -27,6 +27,8 @@
 //! * Object members are written in the [`serde_json::Map`]'s order (insertion order), where
 //!   QEMU writes its hash table's order.
 
+use std::borrow::Cow;
+
 use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
@@ -332,6 +334,14 @@ fn parse_string(tok: &[u8]) -> Result<String, String> {
     Ok(out)
 }
 
+/// The text of a string token (quotes included) that [`parse_string`] would return unchanged:
+/// one of plain ASCII without escapes. The lexer has already refused control characters and
+/// ended the token at its first unescaped closing quote.
+fn plain_string(tok: &[u8]) -> Option<&str> {
+    let body = tok.get(1..tok.len().checked_sub(1)?)?;
+    if body.iter().all(|&b| b != b'\\' && b != tok[0] && b.is_ascii()) { std::str::from_utf8(body).ok() } else { None }
+}
+
 /// Converts a number token as QEMU's `parse_literal()`: an integer becomes `i64` if it fits,
 /// else `u64` (non-negative only), else a double; a float token becomes a double.
 fn parse_number(text: &str, kind: Kind) -> Value {
@@ -349,12 +359,12 @@ fn parse_number(text: &str, kind: Kind) -> Value {
 }
 
 /// A container being built by the iterative parser.
-enum Open {
+enum Open<'a> {
     Array(Vec<Value>),
     /// An object whose next value is a member name.
-    Key(Members),
+    Key(Members<'a>),
     /// An object whose next value belongs to the given member name.
-    Member(Members, String),
+    Member(Members<'a>, Cow<'a, str>),
 }
 
 /// How many members a top-level object keeps in a vector before it moves them into a map.
@@ -365,16 +375,17 @@ const FEW_MEMBERS: usize = 16;
 /// A request envelope (the top-level object of [`parse_request`]) has a handful of members
 /// that the session only walks, so they stay in a vector, where finding a duplicate name is a
 /// few comparisons instead of hashing every name into a map. Every other object, and an
-/// envelope with more than [`FEW_MEMBERS`] members, is a [`Map`].
-enum Members {
-    Few(Vec<(String, Value)>),
+/// envelope with more than [`FEW_MEMBERS`] members, is a [`Map`]. The vector's names borrow
+/// from the frame when they are plain ASCII without escapes, which they decode to unchanged.
+enum Members<'a> {
+    Few(Vec<(Cow<'a, str>, Value)>),
     Map(Map<String, Value>),
 }
 
-impl Members {
+impl<'a> Members<'a> {
     /// Adds a member; `false` if the object already has one of that name (QEMU's
     /// `duplicate key`), in which case the object is left as it was.
-    fn insert(&mut self, key: String, value: Value) -> bool {
+    fn insert(&mut self, key: Cow<'a, str>, value: Value) -> bool {
         match self {
             Members::Few(members) => {
                 if members.iter().any(|(name, _)| *name == key) {
@@ -385,13 +396,13 @@ impl Members {
                     return true;
                 }
                 let mut map = Map::with_capacity(members.len() + 1);
-                map.extend(members.drain(..));
-                map.insert(key, value);
+                map.extend(members.drain(..).map(|(name, value)| (name.into_owned(), value)));
+                map.insert(key.into_owned(), value);
                 *self = Members::Map(map);
                 true
             }
             // One lookup both finds a duplicate and places the member.
-            Members::Map(map) => match map.entry(key) {
+            Members::Map(map) => match map.entry(key.into_owned()) {
                 Entry::Vacant(slot) => {
                     slot.insert(value);
                     true
@@ -404,19 +415,20 @@ impl Members {
 
 /// A frame parsed by [`parse_request`].
 #[derive(Debug, PartialEq)]
-pub(crate) enum Parsed {
+pub(crate) enum Parsed<'a> {
     /// A top-level object with at most [`FEW_MEMBERS`] members, in the order they came.
-    Members(Vec<(String, Value)>),
+    Members(Vec<(Cow<'a, str>, Value)>),
     /// Any other value.
     Value(Value),
 }
 
-impl Parsed {
+impl Parsed<'_> {
     /// The value [`parse_input`] gives for the same frame.
-    #[cfg(test)]
     pub(crate) fn into_value(self) -> Value {
         match self {
-            Parsed::Members(members) => Value::Object(members.into_iter().collect()),
+            Parsed::Members(members) => {
+                Value::Object(members.into_iter().map(|(name, value)| (name.into_owned(), value)).collect())
+            }
             Parsed::Value(value) => value,
         }
     }
@@ -440,7 +452,7 @@ pub fn parse_input(frame: &[u8]) -> Result<Value, String> {
     match parse_frame(frame, false)? {
         Parsed::Value(value) => Ok(value),
         // Unreachable: only an envelope parse keeps members in a vector.
-        Parsed::Members(members) => Ok(Value::Object(members.into_iter().collect())),
+        members @ Parsed::Members(_) => Ok(members.into_value()),
     }
 }
 
@@ -450,11 +462,11 @@ pub fn parse_input(frame: &[u8]) -> Result<Value, String> {
 ///
 /// # Errors
 /// As [`parse_input`].
-pub(crate) fn parse_request(frame: &[u8]) -> Result<Parsed, String> {
+pub(crate) fn parse_request(frame: &[u8]) -> Result<Parsed<'_>, String> {
     parse_frame(frame, true)
 }
 
-fn parse_frame(frame: &[u8], envelope: bool) -> Result<Parsed, String> {
+fn parse_frame(frame: &[u8], envelope: bool) -> Result<Parsed<'_>, String> {
     let mut lexer = Lexer::new(frame);
     match parse_tokens(frame, &mut lexer, envelope) {
         Ok(value) => Ok(value),
@@ -472,9 +484,12 @@ enum Failure {
 
 /// The parser of [`parse_input`], pulling tokens from `lexer`; with `envelope`, a small
 /// top-level object comes back as [`Parsed::Members`].
-fn parse_tokens(frame: &[u8], lexer: &mut Lexer<'_>, envelope: bool) -> Result<Parsed, Failure> {
+fn parse_tokens<'a>(frame: &'a [u8], lexer: &mut Lexer<'_>, envelope: bool) -> Result<Parsed<'a>, Failure> {
     let text = |t: &Token| &frame[t.start..t.end];
-    let mut stack: Vec<Open> = Vec::new();
+    let mut stack: Vec<Open<'a>> = Vec::new();
+    // A member name of the envelope that needs no decoding, taken from the frame as it is
+    // instead of as a `Value::String` (which then stands in as `Null`).
+    let mut plain_key: Option<&'a str> = None;
     let premature = || Failure::Parse(parse_error(b"premature EOI"));
     let failed = |msg: &[u8]| Failure::Parse(parse_error(msg));
     // The top-level value is complete: nothing may follow it.
@@ -514,7 +529,19 @@ fn parse_tokens(frame: &[u8], lexer: &mut Lexer<'_>, envelope: bool) -> Result<P
                     continue 'value;
                 }
             }
-            Kind::Str => Value::String(parse_string(text(&tok)).map_err(Failure::Parse)?),
+            Kind::Str => {
+                let plain = match stack.last() {
+                    Some(Open::Key(Members::Few(_))) => plain_string(text(&tok)),
+                    _ => None,
+                };
+                match plain {
+                    Some(key) => {
+                        plain_key = Some(key);
+                        Value::Null
+                    }
+                    None => Value::String(parse_string(text(&tok)).map_err(Failure::Parse)?),
+                }
+            }
             // Number tokens are ASCII by construction.
             Kind::Integer | Kind::Float => parse_number(&String::from_utf8_lossy(text(&tok)), tok.kind),
             Kind::Keyword => match text(&tok) {
@@ -538,8 +565,10 @@ fn parse_tokens(frame: &[u8], lexer: &mut Lexer<'_>, envelope: bool) -> Result<P
             };
             match open {
                 Open::Key(map) => {
-                    let Value::String(key) = value else {
-                        return Err(failed(b"key is not a string in object"));
+                    let key = match (plain_key.take(), value) {
+                        (Some(key), _) => Cow::Borrowed(key),
+                        (None, Value::String(key)) => Cow::Owned(key),
+                        (None, _) => return Err(failed(b"key is not a string in object")),
                     };
                     let tok = lexer.next().map_err(Failure::Lex)?.ok_or_else(premature)?;
                     if tok.kind != Kind::Colon {

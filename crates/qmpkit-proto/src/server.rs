@@ -30,6 +30,7 @@
 //! assert_eq!(reply, b"{\"return\": {\"running\": true}, \"id\": 2}\r\n");
 //! ```
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value, json};
@@ -384,9 +385,9 @@ impl ServerSession {
     fn judge(&mut self, parsed: Parsed, commands: &impl Commands) -> Option<Input> {
         // The envelope's members in the order they came; a map only for an unusually large
         // envelope, which the checks below refuse anyway.
-        let envelope: Vec<(String, Value)> = match parsed {
+        let envelope: Vec<(Cow<'_, str>, Value)> = match parsed {
             Parsed::Members(members) => members,
-            Parsed::Value(Value::Object(map)) => map.into_iter().collect(),
+            Parsed::Value(Value::Object(map)) => map.into_iter().map(|(key, value)| (Cow::Owned(key), value)).collect(),
             Parsed::Value(_) => return Some(self.reply_in_band(None, Refusal::NotObject)),
         };
         let seed = self.config.dialect == Dialect::Seed2010;
@@ -394,7 +395,7 @@ impl ServerSession {
         // below need, where lookups by name would hash each name.
         let (mut id, mut has_execute, mut has_exec_oob) = (None, false, false);
         for (key, value) in &envelope {
-            match key.as_str() {
+            match key.as_ref() {
                 "id" => id = Some(value),
                 "execute" => has_execute = true,
                 "exec-oob" => has_exec_oob = true,
@@ -419,7 +420,7 @@ impl ServerSession {
         // string; `arguments`, when there, is an object.
         let (mut execute, mut exec_oob, mut arguments) = (None, None, Map::new());
         for (key, value) in envelope {
-            match (key.as_str(), value) {
+            match (key.as_ref(), value) {
                 ("execute", Value::String(name)) => execute = Some(name),
                 ("exec-oob", Value::String(name)) => exec_oob = Some(name),
                 ("arguments", Value::Object(object)) => arguments = object,
@@ -453,19 +454,19 @@ impl ServerSession {
     }
 
     /// QEMU's envelope checks, in the order QEMU visits the members (see [`qdict_order`]).
-    fn check_envelope(&self, envelope: &[(String, Value)]) -> Result<(), Refusal> {
+    fn check_envelope(&self, envelope: &[(Cow<'_, str>, Value)]) -> Result<(), Refusal> {
         if self.envelope_is_sound(envelope) {
             return Ok(());
         }
         let mut exec_key: Option<&str> = None;
-        for (key, value) in qdict_order(envelope.iter().map(|(key, value)| (key, value))) {
-            match key.as_str() {
+        for (key, value) in qdict_order(envelope.iter().map(|(key, value)| (key.as_ref(), value))) {
+            match key {
                 "execute" | "exec-oob" if key == "execute" || self.oob => {
                     if !value.is_string() {
-                        return Err(Refusal::MemberNotString(key.clone()));
+                        return Err(Refusal::MemberNotString(key.to_owned()));
                     }
                     if let Some(first) = exec_key {
-                        return Err(Refusal::Clash(key.clone(), first.to_owned()));
+                        return Err(Refusal::Clash(key.to_owned(), first.to_owned()));
                     }
                     exec_key = Some(key);
                 }
@@ -486,10 +487,10 @@ impl ServerSession {
 
     /// Whether no member of the envelope fails any check, so that the order QEMU visits them
     /// in cannot matter: the common case, answered without sorting the members.
-    fn envelope_is_sound(&self, envelope: &[(String, Value)]) -> bool {
+    fn envelope_is_sound(&self, envelope: &[(Cow<'_, str>, Value)]) -> bool {
         let mut exec_keys = 0;
         for (key, value) in envelope {
-            match key.as_str() {
+            match key.as_ref() {
                 "execute" => exec_keys += 1,
                 "exec-oob" if self.oob => exec_keys += 1,
                 "arguments" if value.is_object() => continue,
@@ -540,8 +541,9 @@ impl ServerSession {
                 wanted.push(cap.clone());
             }
         }
-        if let Some((key, _)) =
-            qdict_order(arguments.iter()).into_iter().find(|(key, _)| seed || key.as_str() != "enable")
+        if let Some((key, _)) = qdict_order(arguments.iter().map(|(key, value)| (key.as_str(), value)))
+            .into_iter()
+            .find(|(key, _)| seed || *key != "enable")
         {
             return Err(Refusal::Argument(format!("Parameter '{key}' is unexpected")));
         }
@@ -566,9 +568,9 @@ impl ServerSession {
 /// envelope error QEMU reports does not depend on the order the members arrived in, except
 /// between members that share a bucket: `{"foo": 1, "execute": 2}` is refused for `execute`
 /// either way round, while of `execute` and `xl` (one bucket) the later one is checked first.
-fn qdict_order<'a>(object: impl Iterator<Item = (&'a String, &'a Value)>) -> Vec<(&'a String, &'a Value)> {
+fn qdict_order<'a>(object: impl Iterator<Item = (&'a str, &'a Value)>) -> Vec<(&'a str, &'a Value)> {
     const BUCKETS: u32 = 512;
-    let mut members: Vec<(u32, usize, (&String, &Value))> =
+    let mut members: Vec<(u32, usize, (&str, &Value))> =
         object.enumerate().map(|(i, member)| (tdb_hash(member.0.as_bytes()) % BUCKETS, i, member)).collect();
     members.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
     members.into_iter().map(|(_, _, member)| member).collect()

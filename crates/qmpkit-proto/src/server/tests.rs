@@ -226,6 +226,48 @@ fn envelope_and_oob_cases() {
     }
 }
 
+/// Member names are judged by what they decode to, however they are spelt, and duplicates
+/// among them are refused whichever spelling each one has.
+#[test]
+fn envelope_member_spellings() {
+    let unexpected = |name: &str| {
+        format!(
+            "{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"QMP input member '{name}' is unexpected\"}}}}\r\n"
+        )
+    };
+    let duplicate = "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, duplicate key\"}}\r\n";
+    let cases: Vec<(&[u8], Vec<String>)> = vec![
+        (br#"{"exec\u0075te": "query-status", "\u0069d": 7}"#, vec!["exec 7 true".into()]),
+        (br"{'execute': 'query-status', 'id': 'a\'b'}", vec!["exec \"a'b\" true".into()]),
+        (br"{'execute': 'query-status', 'i\'d': 1}", vec![unexpected("i'd")]),
+        (b"{\"execute\": \"query-status\", \"\xc3\xa9\": 1}", vec![unexpected("\\u00E9")]),
+        (br#"{"execute": "query-status", "id": 1, "id": 2}"#, vec![duplicate.into()]),
+        (br#"{"execute": "query-status", "\u0069d": 1, "id": 2}"#, vec![duplicate.into()]),
+        (br#"{"execute": "query-status", "arguments": {"a": 1, "\u0061": 2}}"#, vec![duplicate.into()]),
+        (
+            br#"{"execute": "query-status", "arguments": {}, "id": {"x": {"y": 1}}}"#,
+            vec!["exec {\"x\":{\"y\":1}} true".into()],
+        ),
+    ];
+    for (input, expected) in cases {
+        let mut s = negotiated(ServerConfig::default(), "");
+        assert_eq!(replies(&mut s, input), expected, "{}", String::from_utf8_lossy(input));
+    }
+    // An envelope too large to stay in a vector is judged the same way.
+    let mut s = negotiated(ServerConfig::default(), "");
+    let members: Vec<String> = (0..20).map(|i| format!("\"id\": {i}")).collect();
+    let many = format!("{{\"execute\": \"query-status\", {}}}", members.join(", "));
+    assert_eq!(replies(&mut s, many.as_bytes()), [duplicate]);
+    let members: Vec<String> = (0..20).map(|i| format!("\"x{i}\": {i}")).collect();
+    let many = format!("{{\"execute\": \"query-status\", \"id\": 5, {}}}", members.join(", "));
+    let reply = replies(&mut s, many.as_bytes());
+    assert_eq!(reply.len(), 1);
+    assert!(
+        reply[0].starts_with("{\"id\": 5, \"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input member 'x"),
+        "{reply:?}"
+    );
+}
+
 /// Cases where QEMU's fixed order of checks decides the reply, with the bytes QEMU 7.2 sent
 /// (recorded from the installed QEMU after negotiating `oob`; no transcript has them).
 #[test]
