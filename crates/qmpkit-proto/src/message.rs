@@ -596,7 +596,7 @@ impl ClientMessage {
         }
         let id = match envelope.id {
             Some(raw) => Some(Id::new(
-                decode_json(raw.get().as_bytes())
+                decode_id(raw)
                     .map_err(|e| ProtocolError::Unparsable { reason: e.to_string(), excerpt: excerpt(frame) })?,
             )),
             None => None,
@@ -613,12 +613,26 @@ impl ClientMessage {
     }
 }
 
+/// Decodes the envelope of a frame. This needs no serde_stacker (which costs a look at the
+/// stack's room at every step): the envelope's members are all `&RawValue` or ignored, and
+/// serde_json skips over both with a loop that keeps its own stack on the heap, so decoding
+/// an envelope recurses one level whatever the nesting of its members (the tests decode
+/// 100,000 levels in every position on a small thread's stack). The recursion limit stays
+/// off so that depth alone is never an error, as in [`decode_json`].
 fn decode_borrowed(frame: &[u8]) -> Result<Envelope<'_>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(frame);
     de.disable_recursion_limit();
-    let envelope = Envelope::deserialize(serde_stacker::Deserializer::new(&mut de))?;
+    let envelope = Envelope::deserialize(&mut de)?;
     de.end()?;
     Ok(envelope)
+}
+
+/// Decodes an id. A scalar (every id a client of this library writes, and nearly every id
+/// anyone writes) cannot nest, so it skips serde_stacker; an array or object goes through
+/// [`decode_json`], which keeps any depth off the thread's stack.
+fn decode_id(raw: &RawValue) -> Result<Value, serde_json::Error> {
+    let text = raw.get();
+    if text.bytes().any(|b| b == b'[' || b == b'{') { decode_json(text.as_bytes()) } else { serde_json::from_str(text) }
 }
 
 impl ServerMessage {
@@ -777,6 +791,158 @@ mod tests {
     fn decodes_1024_deep_nesting() {
         let text = format!(r#"{{"return": {{}}, "id": {}1{}}}"#, "[".repeat(1023), "]".repeat(1023));
         assert!(matches!(decode(&text), ServerMessage::Response(_)));
+    }
+
+    /// The envelope decode as it was before it left serde_stacker out, to hold the fast one to.
+    fn reference_envelope(frame: &[u8]) -> Result<Envelope<'_>, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_slice(frame);
+        de.disable_recursion_limit();
+        let envelope = Envelope::deserialize(serde_stacker::Deserializer::new(&mut de))?;
+        de.end()?;
+        Ok(envelope)
+    }
+
+    type Members<'a> = [Option<&'a str>; 5];
+
+    fn members<'a>(envelope: &Envelope<'a>) -> Members<'a> {
+        [envelope.qmp, envelope.event, envelope.ret, envelope.error, envelope.id].map(|m| m.map(RawValue::get))
+    }
+
+    /// Inputs that exercise every branch of the envelope and id decode.
+    fn tricky_frames() -> Vec<String> {
+        let mut frames: Vec<String> = [
+            r#"{"return": {"status": "running", "singlestep": false, "running": true}, "id": 1}"#,
+            r#"{"return": {}, "id": "str\u00e9\"[{"}"#,
+            r#"{"return": {}, "id": null}"#,
+            r#"{"return": {}, "id": true}"#,
+            r#"{"return": {}, "id": -1.5e3}"#,
+            r#"{"return": {}, "id": 18446744073709551615}"#,
+            r#"{"return": {}, "id": 18446744073709551616}"#,
+            r#"{"return": {}, "id": -9223372036854775809}"#,
+            r#"{"return": {}, "id": 1e400}"#,
+            r#"{"return": {}, "id": [1, {"a": [null]}]}"#,
+            r#"{"return": {}, "id": {"k": "v"}}"#,
+            r#"{"return": {}, "id": inf}"#,
+            r#"{"id": 7, "return": [1, 2]}"#,
+            r#"{"id": "e1", "error": {"class": "CommandNotFound", "desc": "The command x has not been found"}}"#,
+            r#"{"error": {"class": "GenericError", "desc": "JSON parse error, Invalid JSON syntax"}}"#,
+            r#"{"error": 5, "return": 1}"#,
+            r#"{"return": 1, "return": 2, "id": 3}"#,
+            r#"{"id": 1, "id": 2, "return": {}}"#,
+            r#"{"future": {"deep": [[{}]]}, "return": null, "x": "y", "id": 0}"#,
+            r#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "STOP"}"#,
+            r#"{"event": 5, "return": {}}"#,
+            r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": ["oob"]}}"#,
+            r#"{"QMP": 1, "return": {}}"#,
+            r#"{"hello": 1}"#,
+            "{}",
+            "[1]",
+            "[1, 2, 3, 4, 5]",
+            "[1, 2, 3, 4, 5, 6]",
+            "42",
+            "\"text\"",
+            "null",
+            "{",
+            r#"{"return": {}} trailing"#,
+            r#"{"return": {"a" 1}}"#,
+            r#"{"return": {}, "id": 1,}"#,
+            r#"{"return": "\ud800"}"#,
+            " \t\r\n{\"return\" : { } , \"id\" : 1 } ",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        // As deep as the framer lets through: QEMU's 1024 levels, the frame's own included.
+        let deep = format!("{}1{}", "[".repeat(1023), "]".repeat(1023));
+        let unbalanced = format!("{}1{}", "[".repeat(1023), "]".repeat(1022));
+        for nested in [&deep, &unbalanced] {
+            frames.push(format!(r#"{{"return": {nested}, "id": 1}}"#));
+            frames.push(format!(r#"{{"return": {{}}, "id": {nested}}}"#));
+            frames.push(format!(r#"{{"error": {nested}}}"#));
+            frames.push(format!(r#"{{"unknown": {nested}, "return": 1}}"#));
+            frames.push(format!(r#"{{"QMP": {nested}}}"#));
+            frames.push(nested.clone());
+        }
+        frames
+    }
+
+    #[test]
+    fn envelope_and_id_decode_agree_with_the_stacker_decode() {
+        for frame in tricky_frames() {
+            let fast = decode_borrowed(frame.as_bytes());
+            let reference = reference_envelope(frame.as_bytes());
+            assert_eq!(
+                fast.as_ref().map(members).map_err(ToString::to_string),
+                reference.as_ref().map(members).map_err(ToString::to_string),
+                "{frame}"
+            );
+            if let Ok(Some(id)) = reference.map(|e| e.id) {
+                assert_eq!(
+                    decode_id(id).map_err(|e| e.to_string()),
+                    decode_json::<Value>(id.get().as_bytes()).map_err(|e| e.to_string()),
+                    "{frame}"
+                );
+            }
+        }
+    }
+
+    /// What the routing decode accepts, it reads as the full decode does.
+    #[test]
+    fn client_decode_agrees_with_the_full_decode() {
+        for frame in tricky_frames() {
+            // A lone surrogate passes as raw JSON text and fails only when decoded, as before.
+            if frame.contains("\\ud800") {
+                continue;
+            }
+            let client = ClientMessage::decode(frame.as_bytes());
+            let full = ServerMessage::decode(frame.as_bytes());
+            match (client, full) {
+                (Ok(ClientMessage::Response(raw)), Ok(ServerMessage::Response(response))) => {
+                    assert_eq!(raw.decode().unwrap(), response, "{frame}");
+                }
+                (Ok(ClientMessage::Event(a)), Ok(ServerMessage::Event(b))) => assert_eq!(a, b, "{frame}"),
+                (Ok(ClientMessage::Greeting(a)), Ok(ServerMessage::Greeting(b))) => assert_eq!(a, b, "{frame}"),
+                // Stricter than the full decode (a duplicate member is an error), as before.
+                (Err(_), _) => {}
+                (client, full) => panic!("{frame}: {client:?} but {full:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn envelope_decode_takes_any_depth_on_a_small_stack() {
+        let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let frames = [
+            format!(r#"{{"return": {deep}, "id": 1}}"#),
+            format!(r#"{{"return": 1, "id": {deep}}}"#),
+            format!(r#"{{"error": {deep}}}"#),
+            format!(r#"{{"unknown": {deep}, "return": 1}}"#),
+            format!(r#"{{"QMP": {deep}, "event": {deep}}}"#),
+            deep.clone(),
+        ];
+        let decoded = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                frames
+                    .iter()
+                    .map(|f| decode_borrowed(f.as_bytes()).map(|e| members(&e).map(|m| m.map(str::len))).is_ok())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(decoded, [true; 6]);
+        // A whole decode whose deep value stays JSON text does not build it either.
+        let frame = format!(r#"{{"unknown": {deep}, "return": {deep}, "id": 1}}"#);
+        let response = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || match ClientMessage::decode(frame.as_bytes()) {
+                Ok(ClientMessage::Response(r)) => r.result.map(|raw| raw.get().len()).ok(),
+                _ => None,
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(response, Some(200_001));
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //! fails every pending call at once with the reason.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use qmpkit_proto::client::{ClientEvent, ClientStats, Dropped, EncodedCommand};
 use qmpkit_proto::message::RawResponse;
@@ -193,6 +195,8 @@ impl Driver {
             self.signal_ready();
         }
         let mut buf = vec![0u8; READ_CHUNK];
+        let mut cancels_armed = false;
+        let mut calls_armed = false;
         let reason = loop {
             self.pump_transmit();
             // Calls still queued join what is written first, in one system call.
@@ -201,8 +205,8 @@ impl Driver {
             }
             tokio::select! {
                 biased;
-                Some(key) = cancels.recv() => self.cancel(key),
-                message = calls.recv() => match message {
+                Some(key) = poll_fn(|cx| { let idle = cancels_armed && cancels.is_empty() && !cancels.is_closed(); recv_armed(&mut cancels_armed, idle, cx, |cx| cancels.poll_recv(cx)) }) => self.cancel(key),
+                message = poll_fn(|cx| { let idle = calls_armed && calls.is_empty() && !calls.is_closed(); recv_armed(&mut calls_armed, idle, cx, |cx| calls.poll_recv(cx)) }) => match message {
                     Some(ToDriver::Call(call)) => self.call(*call),
                     // Every handle is gone, or one asked to close.
                     Some(ToDriver::Close) | None => break Disconnect::Closed,
@@ -406,6 +410,28 @@ impl Driver {
     }
 }
 
+/// Receives from a channel as its `poll_recv` does, but looks before polling. A poll that
+/// finds the channel empty registers the task's waker with it, which stays registered until a
+/// send or the senders' end wakes the task; while it does (`armed`) and the channel is still
+/// empty and open (`idle`, which implies `armed`), there is nothing to receive and the wake-up is already arranged, so a look
+/// (a few loads) replaces the poll (the task's budget, two pops and the registration). The
+/// driver's loop looks at both channels several times per command.
+fn recv_armed<T>(
+    armed: &mut bool,
+    idle: bool,
+    cx: &mut Context<'_>,
+    recv: impl FnOnce(&mut Context<'_>) -> Poll<Option<T>>,
+) -> Poll<Option<T>> {
+    if idle {
+        return Poll::Pending;
+    }
+    // Without budget, the poll returns at once without registering the waker.
+    let registers = tokio::task::coop::has_budget_remaining();
+    let polled = recv(cx);
+    *armed = polled.is_pending() && registers;
+    polled
+}
+
 /// Writes some of the first queued message, or, once nothing is queued, flushes what a
 /// buffering stream holds. Cancel-safe, like [`Writer::write_some`] and [`Writer::flush`].
 async fn write_or_flush(writer: &mut Writer, out: &mut VecDeque<Outgoing>, unflushed: &mut bool) -> io::Result<()> {
@@ -463,5 +489,52 @@ impl Stats {
             lagged_events: subscribers.lagged.load(Ordering::Relaxed),
             filter_panics: subscribers.filter_panics.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Receives from `rx` as the driver's loop does, handing on what it gets.
+    async fn forward(mut rx: mpsc::UnboundedReceiver<u32>, seen: mpsc::UnboundedSender<u32>) {
+        let mut armed = false;
+        while let Some(n) = poll_fn(|cx| {
+            let idle = armed && rx.is_empty() && !rx.is_closed();
+            recv_armed(&mut armed, idle, cx, |cx| rx.poll_recv(cx))
+        })
+        .await
+        {
+            let _ = seen.send(n);
+        }
+    }
+
+    /// Bursts of every length up to past the task's budget, each followed by one message to
+    /// the task gone idle: every message must wake it, and so must the senders' end.
+    #[tokio::test]
+    async fn armed_receive_misses_no_message_and_no_end() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (seen_tx, mut seen) = mpsc::unbounded_channel();
+        let task = tokio::spawn(forward(rx, seen_tx));
+        let mut next = 0;
+        for burst in 1..300 {
+            for _ in 0..=burst {
+                tx.send(next).unwrap();
+                next += 1;
+            }
+            // The burst is taken, then the task waits.
+            for expected in next - burst - 1..next {
+                let got = tokio::time::timeout(Duration::from_secs(10), seen.recv()).await;
+                assert_eq!(got, Ok(Some(expected)), "after a burst of {burst}");
+            }
+            tx.send(next).unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(10), seen.recv()).await;
+            assert_eq!(got, Ok(Some(next)), "the message after a burst of {burst}");
+            next += 1;
+        }
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
     }
 }
